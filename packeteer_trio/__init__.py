@@ -1,0 +1,25 @@
+"""packeteer_trio: one socket-like API for every kind of inter-process I/O.
+
+Pick the transport by URL (``tcp://``, ``udp://``, ``local://``, ``fifo://``,
+``anon://``, ``pipe://``) and get a real trio Stream, Listener or Channel.
+"""
+
+from ._api import connect, listen, serve
+from ._errors import InvalidURL, PacketeerError, UnsupportedScheme
+from ._stream import Listener, PipeStream, SocketStream, Stream
+from ._url import URL, Query
+
+__all__ = [
+    "URL",
+    "InvalidURL",
+    "Listener",
+    "PacketeerError",
+    "PipeStream",
+    "Query",
+    "SocketStream",
+    "Stream",
+    "UnsupportedScheme",
+    "connect",
+    "listen",
+    "serve",
+]

@@ -1,0 +1,68 @@
+"""The trio verbs: connect, listen, serve. URL → registry → scheme → stream."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ._errors import InvalidURL
+from ._registry import Scheme, lookup
+from ._stream import Listener, Stream, wrap_stream
+from ._url import URL
+
+
+def stream_scheme(url: URL, verb: str) -> Scheme:
+    """The URL's scheme, if it has stream behaviour; else a pointed InvalidURL."""
+    scheme = lookup(url.scheme, str(url))
+    if url.behaviour == "datagram" or "stream" not in scheme.behaviours:
+        raise InvalidURL(
+            f"{url}: a datagram URL cannot {verb}(); use open_datagram() or "
+            "connect_datagram()"
+        )
+    return scheme
+
+
+async def connect(url: str | URL) -> Stream:
+    """Open a byte stream to *url* (``tcp://host:port``, ``local:///path``, …)."""
+    url = URL.parse(url)
+    scheme = stream_scheme(url, "connect")
+    if scheme.connect is None:
+        raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use listen()")
+    return wrap_stream(await scheme.connect(url))
+
+
+async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
+    """Listen on *url*; the listener's ``url`` is the bound address."""
+    url = URL.parse(url)
+    scheme = stream_scheme(url, "listen")
+    if scheme.listen is None:
+        raise InvalidURL(
+            f"{url}: {url.scheme}:// has nothing to listen on; use connect({url})"
+        )
+    return Listener(await scheme.listen(url, backlog))
+
+
+async def serve(
+    url: str | URL,
+    handler: Callable[[Stream], Awaitable[Any]],
+    *,
+    backlog: int | None = None,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[list[Listener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on *url* and run ``handler(stream)`` for every connection.
+
+    Like :func:`trio.serve_tcp`, for every stream scheme: runs until
+    cancelled, a handler's exception propagates (cancelling the server),
+    EMFILE and similar keep serving after a pause, and ``task_status`` is
+    started with the list of listeners.
+    """
+    listener = await listen(url, backlog=backlog)
+    await trio.serve_listeners(
+        handler,
+        [listener],
+        handler_nursery=handler_nursery,
+        task_status=task_status,
+    )

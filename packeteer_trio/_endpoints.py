@@ -1,0 +1,164 @@
+"""Raw endpoints: what a scheme hands to a face.
+
+A scheme module knows its OS calls (socket, bind, mkfifo, …) and builds these;
+a face (trio in :mod:`._stream`, anyio in :mod:`.anyio_compat`) wraps them in
+its own stream and listener classes and decides how to wait. Nothing here
+blocks: waiting is injected by the face.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ._errors import with_url
+from ._url import URL
+
+WaitFd = Callable[[int], Awaitable[None]]
+
+# accept() errors that concern only the one connection being accepted; like
+# trio's SocketListener we drop that connection and keep listening.
+_IGNORABLE_ACCEPT_ERRNOS = {
+    getattr(errno, name)
+    for name in (
+        "EPERM ECONNABORTED EPROTO ENETDOWN ENOPROTOOPT EHOSTDOWN ENONET "
+        "EHOSTUNREACH EOPNOTSUPP ENETUNREACH"
+    ).split()
+    if hasattr(errno, name)
+}
+
+
+@dataclasses.dataclass(eq=False)
+class StreamEndpoint:
+    """One end of a byte stream: a connected socket, or one or two pipe fds.
+
+    The face that wraps it owns the descriptors from then on. ``on_close``
+    runs once when the face closes it (a FIFO listener uses that to start the
+    next session). ``eof_needs_hangup`` marks a FIFO reader, where ``read()``
+    returning 0 may only mean "no writer has come yet".
+    """
+
+    url: URL
+    sock: socket.socket | None = None
+    read_fd: int | None = None
+    write_fd: int | None = None
+    eof_needs_hangup: bool = False
+    on_close: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        """Close what is still open (for when no face took ownership)."""
+        if self.sock is not None:
+            self.sock.close()
+        for fd in {self.read_fd, self.write_fd} - {None}:
+            assert fd is not None
+            os.close(fd)
+        if self.on_close is not None:
+            self.on_close()
+
+
+class ListenerEndpoint(ABC):
+    """Something that produces StreamEndpoints: accepting sockets, or a FIFO."""
+
+    url: URL
+
+    @abstractmethod
+    def fds(self) -> list[int]:
+        """Descriptors a face must ``notify_closing`` before :meth:`close`."""
+
+    @abstractmethod
+    def try_accept(self) -> StreamEndpoint | None:
+        """Accept one connection without blocking; None if none is waiting."""
+
+    @abstractmethod
+    async def wait_acceptable(self, wait_readable: WaitFd) -> None:
+        """Wait until :meth:`try_accept` may succeed, using the face's waiter."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every resource (and any file on disk the listener owns)."""
+
+
+class SocketListenerEndpoint(ListenerEndpoint):
+    """One or more listening sockets (several for a name with many families).
+
+    ``make_url(sockaddr)`` turns an accepted socket's local address into the
+    stream's URL; ``configure`` sets per-connection options (TCP_NODELAY).
+    """
+
+    def __init__(
+        self,
+        socks: list[socket.socket],
+        url: URL,
+        *,
+        configure: Callable[[socket.socket], None] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.socks = socks
+        self.url = url
+        self._configure = configure
+        self._on_close = on_close
+        self._next = 0
+
+    def fds(self) -> list[int]:
+        return [sock.fileno() for sock in self.socks if sock.fileno() >= 0]
+
+    def try_accept(self) -> StreamEndpoint | None:
+        count = len(self.socks)
+        for offset in range(count):
+            # Start after the socket that served last time, so one busy family
+            # cannot starve the others.
+            sock = self.socks[(self._next + offset) % count]
+            try:
+                conn, _ = sock.accept()
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                    continue
+                raise with_url(exc, self.url, "accept") from exc
+            self._next = (self._next + offset + 1) % count
+            try:
+                conn.setblocking(False)
+                if self._configure is not None:
+                    self._configure(conn)
+            except BaseException:
+                conn.close()
+                raise
+            return StreamEndpoint(url=self.url, sock=conn)
+        return None
+
+    async def wait_acceptable(self, wait_readable: WaitFd) -> None:
+        fds = self.fds()
+        if len(fds) == 1:
+            await wait_readable(fds[0])
+            return
+        if not fds:
+            await wait_readable(-1)  # let the face raise its "closed" error
+        failures: list[BaseException] = []
+
+        async with anyio.create_task_group() as group:
+
+            async def wait_one(fd: int) -> None:
+                try:
+                    await wait_readable(fd)
+                except Exception as exc:
+                    failures.append(exc)
+                group.cancel_scope.cancel()
+
+            for fd in fds:
+                group.start_soon(wait_one, fd)
+        if failures:
+            raise failures[0]
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()

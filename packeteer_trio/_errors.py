@@ -1,0 +1,37 @@
+"""The package's exceptions, and the helper that puts a URL into an OSError."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._url import URL
+
+
+class PacketeerError(Exception):
+    """Base class of every error this package raises on its own account."""
+
+
+class InvalidURL(PacketeerError, ValueError):
+    """The URL cannot be used: bad syntax, unknown scheme, bad option, …"""
+
+
+class UnsupportedScheme(InvalidURL):
+    """A known scheme that this platform does not have (e.g. pipe:// on POSIX)."""
+
+
+def with_url(exc: OSError, url: URL | str, action: str) -> OSError:
+    """Return an OSError of the same class and errno whose message names the URL.
+
+    Callers ``raise with_url(exc, url, "connect") from exc`` so that code which
+    catches ``ConnectionRefusedError`` or checks ``errno`` keeps working, while
+    the message says which URL failed and what was being done to it.
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    message = f"{url}: {action} failed: {reason}"
+    if exc.errno is None:
+        return type(exc)(message)
+    try:
+        return type(exc)(exc.errno, message)
+    except TypeError:  # an OSError subclass with its own constructor
+        return OSError(exc.errno, message)

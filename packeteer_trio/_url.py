@@ -1,0 +1,194 @@
+"""URLs: parse, normalise and format. No I/O happens here.
+
+The grammar is packeteer's: ``scheme://authority/path?query#fragment``. The
+generic part (scheme, authority, query) is handled in this module; each scheme
+then checks its own rules (families, ports, paths) through the registry, so
+``URL.parse`` rejects everything that could never be opened before any socket
+exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Mapping
+from urllib.parse import quote, unquote
+
+from ._errors import InvalidURL
+
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://(.*)\Z", re.DOTALL)
+_TRUE = frozenset({"true", "yes"})
+_FALSE = frozenset({"false", "no"})
+# Characters kept literally when formatting; everything else is percent-escaped,
+# so that any decoded path or query value survives a parse/format round trip.
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+_QUERY_SAFE = "-._~!$'()*+,;:@/"
+
+
+class Query(Mapping[str, str]):
+    """A read-only, hashable mapping of normalised query options."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items: dict[str, str] = dict(sorted((items or {}).items()))
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._items == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Query({self._items!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class URL:
+    """A parsed, normalised connector URL.
+
+    Build one with :meth:`URL.parse`; ``str(url)`` is the canonical form and
+    ``URL.parse(str(url)) == url``. Fields are immutable; use
+    :meth:`replace` to derive a new URL.
+    """
+
+    scheme: str
+    host: str = ""
+    port: int | None = None
+    path: str = ""
+    query: Query = dataclasses.field(default_factory=Query)
+    fragment: str = ""
+
+    @classmethod
+    def parse(cls, text: str | URL) -> URL:
+        """Parse and validate *text*; raise :class:`InvalidURL` if it is unusable."""
+        if isinstance(text, URL):
+            return text
+        if not isinstance(text, str):
+            raise InvalidURL(f"{text!r}: a URL must be a str, not {type(text).__name__}")
+        url = _split(text)
+        from ._registry import lookup  # the registry imports this module
+
+        return lookup(url.scheme, text).check(url, text)
+
+    def replace(self, **changes: object) -> URL:
+        """Return a copy with some fields changed (no validation is done)."""
+        if "query" in changes and not isinstance(changes["query"], Query):
+            changes["query"] = Query(changes["query"])  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def behaviour(self) -> str:
+        """``"stream"`` or ``"datagram"``, as asked for by ``?behaviour=``."""
+        value = self.query.get("behaviour", "")
+        return "datagram" if value in ("datagram", "dgram") else value or "stream"
+
+    def __str__(self) -> str:
+        host = self.host
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        else:
+            host = quote(host, safe="-._~!$&'()*+,;=", errors="surrogateescape")
+        text = f"{self.scheme}://{host}"
+        if self.port is not None:
+            text += f":{self.port}"
+        text += quote(self.path, safe=_PATH_SAFE, errors="surrogateescape")
+        if self.query:
+            text += "?" + "&".join(
+                f"{_q(key)}={_q(value)}" for key, value in self.query.items()
+            )
+        if self.fragment:
+            text += "#" + quote(self.fragment, safe="/?:@!$&'()*+,;=-._~")
+        return text
+
+    def __repr__(self) -> str:
+        return f"URL({str(self)!r})"
+
+
+def _q(text: str) -> str:
+    return quote(text, safe=_QUERY_SAFE, errors="surrogateescape")
+
+
+def _unq(text: str) -> str:
+    return unquote(text, errors="surrogateescape")
+
+
+def _split(text: str) -> URL:
+    """The scheme-independent part of parsing."""
+    match = _SCHEME_RE.match(text)
+    if match is None:
+        raise InvalidURL(f"{text!r}: not a URL of the form scheme://…")
+    scheme, rest = match.group(1).lower(), match.group(2)
+    rest, _, fragment = rest.partition("#")
+    rest, has_query, query_text = rest.partition("?")
+    slash = rest.find("/")
+    authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+    host, port = _split_authority(authority, text)
+    return URL(
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=_unq(path),
+        query=_parse_query(query_text, text) if has_query else Query(),
+        fragment=_unq(fragment),
+    )
+
+
+def _split_authority(authority: str, text: str) -> tuple[str, int | None]:
+    if "@" in authority:
+        raise InvalidURL(f"{text!r}: user information (user@host) is not supported")
+    port_text: str | None = None
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            raise InvalidURL(f"{text!r}: unterminated IPv6 literal, missing ']'")
+        host, after = authority[1:end], authority[end + 1 :]
+        if after:
+            if not after.startswith(":"):
+                raise InvalidURL(f"{text!r}: junk {after!r} after the IPv6 literal")
+            port_text = after[1:]
+        if ":" not in host:
+            raise InvalidURL(f"{text!r}: [{host}] is not an IPv6 address")
+    elif authority.count(":") > 1:
+        raise InvalidURL(f"{text!r}: IPv6 addresses must be written in brackets")
+    else:
+        host, colon, after = authority.partition(":")
+        port_text = after if colon else None
+        host = _unq(host).lower()
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isascii() or not port_text.isdigit():
+            raise InvalidURL(f"{text!r}: bad port {port_text!r}")
+        port = int(port_text)
+        if port > 65535:
+            raise InvalidURL(f"{text!r}: port {port} is out of range 0-65535")
+    return host.lower(), port
+
+
+def _parse_query(query_text: str, text: str) -> Query:
+    options: dict[str, str] = {}
+    for part in query_text.split("&"):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        key = _unq(key).lower()
+        if not key:
+            raise InvalidURL(f"{text!r}: query option without a name: {part!r}")
+        value = _unq(value).lower() if eq else "1"
+        if value in _TRUE:
+            value = "1"
+        elif value in _FALSE:
+            value = "0"
+        options[key] = value
+    return Query(options)

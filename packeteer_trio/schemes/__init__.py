@@ -1,0 +1,5 @@
+"""Built-in schemes: one module per transport, each registers itself."""
+
+from . import anon, fifo, local, pipe, tcp
+
+__all__ = ["anon", "fifo", "local", "pipe", "tcp"]

@@ -1,0 +1,200 @@
+"""What tcp and udp share: host rules per family, resolution, connecting.
+
+Resolution and connecting wait through anyio, so the same code serves the
+trio face and the anyio face (under trio, anyio's waits are trio's own).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Callable
+
+import anyio
+
+from .._errors import InvalidURL, with_url
+from .._url import URL
+
+SockAddr = tuple[object, ...]
+_HOSTNAME_RE = re.compile(r"[\w.-]+\Z")
+FAMILY_DIGIT = {socket.AF_INET: "4", socket.AF_INET6: "6"}
+
+
+def literal_family(host: str) -> int | None:
+    """AF_INET or AF_INET6 for an IP literal, None for a host name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def scheme_family(scheme: str) -> int:
+    """AF_UNSPEC for tcp/udp, the fixed family for tcp4/udp6 etc."""
+    if scheme.endswith("4"):
+        return socket.AF_INET
+    if scheme.endswith("6"):
+        return socket.AF_INET6
+    return socket.AF_UNSPEC
+
+
+def make_validator(base: str) -> Callable[[URL, str], URL]:
+    """URL rules for one inet scheme family ("tcp" or "udp")."""
+
+    def validate(url: URL, text: str) -> URL:
+        if url.path not in ("", "/"):
+            raise InvalidURL(f"{text!r}: {url.scheme}:// takes no path")
+        host = url.host
+        wanted = scheme_family(url.scheme)
+        found = literal_family(host) if host else None
+        if found is not None:
+            if wanted not in (socket.AF_UNSPEC, found):
+                raise InvalidURL(
+                    f"{text!r}: {url.scheme}:// cannot take an IPv"
+                    f"{FAMILY_DIGIT[found]} address ({host}); use "
+                    f"{base}{FAMILY_DIGIT[found]}:// or {base}://"
+                )
+            host = str(ipaddress.ip_address(host))  # canonical spelling
+        elif host and not _HOSTNAME_RE.match(host):
+            raise InvalidURL(f"{text!r}: {host!r} is neither an IP address nor a host name")
+        return url.replace(host=host, path="")
+
+    return validate
+
+
+async def resolve(
+    url: URL, kind: int, *, passive: bool = False
+) -> list[tuple[int, SockAddr]]:
+    """``(family, sockaddr)`` pairs for the URL's host and port, in order."""
+    port = url.port or 0
+    family = scheme_family(url.scheme)
+    host = url.host
+    if host and literal_family(host) is not None:
+        found = literal_family(host)
+        assert found is not None
+        if found == socket.AF_INET6:
+            return [(found, (host, port, 0, 0))]
+        return [(found, (host, port))]
+    if not host and not passive:
+        raise InvalidURL(f"{url}: a host is needed to connect")
+    try:
+        infos = await anyio.getaddrinfo(
+            host or None,
+            port,
+            family=family,
+            type=kind,
+            flags=socket.AI_PASSIVE if passive else 0,
+        )
+    except OSError as exc:
+        raise with_url(exc, url, "resolving the host") from exc
+    seen: list[tuple[int, SockAddr]] = []
+    for info in infos:
+        pair = (int(info[0]), tuple(info[4]))
+        if pair[0] in FAMILY_DIGIT and pair not in seen:
+            seen.append(pair)
+    if not seen:
+        raise with_url(OSError(errno.EADDRNOTAVAIL, "no usable address"), url, "resolve")
+    return seen
+
+
+def interleave(addresses: list[tuple[int, SockAddr]]) -> list[tuple[int, SockAddr]]:
+    """Alternate families, starting with the first one (RFC 8305 §4)."""
+    first = addresses[0][0]
+    same = [a for a in addresses if a[0] == first]
+    other = [a for a in addresses if a[0] != first]
+    result = []
+    while same or other:
+        if same:
+            result.append(same.pop(0))
+        if other:
+            result.append(other.pop(0))
+    return result
+
+
+def url_for(scheme_base: str, family: int, sockaddr: SockAddr) -> URL:
+    host = str(sockaddr[0])
+    port = sockaddr[1]
+    assert isinstance(port, int)
+    return URL(scheme=scheme_base + FAMILY_DIGIT[family], host=host, port=port)
+
+
+async def connect_socket(sock: socket.socket, sockaddr: SockAddr) -> None:
+    """Non-blocking connect: start it, wait for writability, read SO_ERROR."""
+    sock.setblocking(False)
+    try:
+        sock.connect(sockaddr)
+        return
+    except BlockingIOError:
+        pass
+    await anyio.wait_writable(sock)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error))
+
+
+async def happy_eyeballs(
+    url: URL,
+    addresses: list[tuple[int, SockAddr]],
+    kind: int,
+    *,
+    delay: float = 0.25,
+) -> socket.socket:
+    """Connect to the first address that answers (RFC 8305 "happy eyeballs").
+
+    Attempts start *delay* seconds apart, or at once when the previous one
+    failed; the first success cancels the rest. Every socket that does not
+    win is closed, also when we are cancelled.
+    """
+    addresses = interleave(addresses)
+    winner: socket.socket | None = None
+    errors: list[OSError] = []
+
+    async def attempt(index: int, previous_failed: anyio.Event | None) -> None:
+        nonlocal winner
+        if previous_failed is not None:
+            with anyio.move_on_after(delay * index):
+                await previous_failed.wait()
+        family, sockaddr = addresses[index]
+        failed = events[index]
+        sock = socket.socket(family, kind)
+        try:
+            await connect_socket(sock, sockaddr)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            failed.set()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        if winner is None:
+            winner = sock
+            group.cancel_scope.cancel()
+        else:
+            sock.close()
+
+    events = [anyio.Event() for _ in addresses]
+    try:
+        async with anyio.create_task_group() as group:
+            for index in range(len(addresses)):
+                group.start_soon(attempt, index, events[index - 1] if index else None)
+    except BaseException:
+        if winner is not None:
+            winner.close()
+        raise
+    if winner is None:
+        # Report the first failure's class so ConnectionRefusedError stays one.
+        first = errors[0]
+        if len(errors) > 1:
+            tried = ", ".join(_host_port(address) for _, address in addresses)
+            first = type(first)(first.errno, f"{first.strerror} (tried {tried})")
+        raise with_url(first, url, "connect") from errors[0]
+    return winner
+
+
+def _host_port(sockaddr: SockAddr) -> str:
+    host = str(sockaddr[0])
+    return f"[{host}]:{sockaddr[1]}" if ":" in host else f"{host}:{sockaddr[1]}"

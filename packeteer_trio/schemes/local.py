@@ -1,0 +1,222 @@
+"""local:// — AF_UNIX sockets: paths, abstract names, unnamed pairs.
+
+``local:///run/app.sock`` is a path, ``local:///%00name`` the Linux abstract
+name ``"\\0name"`` (nothing on disk), and ``local://`` an unnamed socketpair
+whose writes read back. A listener owns its socket file: it replaces only a
+stale socket (one nobody answers on), never any other file, and removes the
+file on close if it is still the one it made. ``?mode=0600`` (octal) sets the
+file's permissions, applied at bind time under a tightened umask so there is
+no moment when the socket is more open than asked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import sys
+from collections.abc import Callable
+
+import anyio
+
+from .._endpoints import SocketListenerEndpoint, StreamEndpoint
+from .._errors import InvalidURL, UnsupportedScheme, with_url
+from .._registry import Scheme, register
+from .._url import URL
+
+# sun_path is 108 bytes on Linux, 104 on the BSDs, and must keep a final NUL
+# for paths (abstract names use every byte but the leading NUL is one of them).
+MAX_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
+DEFAULT_BACKLOG = 0xFFFF
+
+
+def is_abstract(url: URL) -> bool:
+    return url.path.startswith("/\0")
+
+
+def sockaddr(url: URL) -> str:
+    """The AF_UNIX address: the path, or the abstract name with its NUL."""
+    return url.path[1:] if is_abstract(url) else url.path
+
+
+def validate(url: URL, text: str) -> URL:
+    if url.host or url.port is not None:
+        raise InvalidURL(
+            f"{text!r}: local:// takes a path, not a host: write local:///abs/path"
+        )
+    if url.path == "/":
+        raise InvalidURL(f"{text!r}: local:/// needs a path or an abstract name")
+    if url.path:
+        if is_abstract(url) and not sys.platform.startswith("linux"):
+            raise UnsupportedScheme(
+                f"{text!r}: abstract socket names exist only on Linux; use a path"
+            )
+        size = len(sockaddr(url).encode("utf-8", "surrogateescape"))
+        if size > MAX_PATH_BYTES:
+            raise InvalidURL(
+                f"{text!r}: the socket address is {size} bytes; this OS allows "
+                f"at most {MAX_PATH_BYTES}"
+            )
+        if "\0" in url.path[2:]:
+            raise InvalidURL(f"{text!r}: NUL is allowed only to start an abstract name")
+    mode = url.query.get("mode")
+    if mode is not None:
+        try:
+            value = int(mode, 8)
+        except ValueError:
+            value = -1
+        if not 0 <= value <= 0o777:
+            raise InvalidURL(f"{text!r}: mode={mode!r} is not an octal mode like 0600")
+    return url
+
+
+def file_mode(url: URL) -> int | None:
+    mode = url.query.get("mode")
+    return None if mode is None else int(mode, 8)
+
+
+async def connect_unix(sock: socket.socket, address: str) -> None:
+    """Non-blocking AF_UNIX connect.
+
+    Linux answers EAGAIN (not EINPROGRESS) when the listener's backlog is
+    full, and the connection was then *not* made: retry it, briefly backing
+    off, instead of waiting for writability as for TCP.
+    """
+    sock.setblocking(False)
+    pause = 0.001
+    while True:
+        try:
+            sock.connect(address)
+            return
+        except BlockingIOError:
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
+async def connect(url: URL) -> StreamEndpoint:
+    if not url.path:
+        # An unnamed pair: what is written on one end is read from the other.
+        write_end, read_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for end in (write_end, read_end):
+            end.setblocking(False)
+        return StreamEndpoint(url=url, write_fd=write_end.detach(), read_fd=read_end.detach())
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await connect_unix(sock, sockaddr(url))
+    except OSError as exc:
+        sock.close()
+        raise with_url(exc, url, "connect") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return StreamEndpoint(url=_stream_url(url), sock=sock)
+
+
+def _stream_url(url: URL) -> URL:
+    return url.replace(query={}, fragment="")
+
+
+def clear_stale_socket(url: URL, kind: int) -> None:
+    """Make room at the URL's path, or refuse with a clear error.
+
+    Only a socket file that nobody answers on is removed. Anything else at the
+    path (regular file, directory, symlink, a live socket) stays untouched.
+    """
+    path = url.path
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        kind_name = (
+            "a symlink"
+            if stat.S_ISLNK(info.st_mode)
+            else "a directory"
+            if stat.S_ISDIR(info.st_mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a file"
+        )
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{url}: listen failed: {path} exists and is {kind_name}, not a stale "
+            "socket; refusing to replace it",
+        )
+    probe = socket.socket(socket.AF_UNIX, kind)
+    try:
+        probe.setblocking(False)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: its server is gone
+        return
+    except OSError:
+        pass  # EAGAIN (busy backlog), EPROTOTYPE (other kind): someone is there
+    finally:
+        probe.close()
+    raise OSError(
+        errno.EADDRINUSE, f"{url}: listen failed: a running server owns {path}"
+    )
+
+
+def bind(url: URL, sock: socket.socket) -> Callable[[], None] | None:
+    """Bind *sock* at the URL; return the cleanup that removes the file, if any."""
+    address = sockaddr(url)
+    if is_abstract(url):
+        sock.bind(address)
+        return None
+    clear_stale_socket(url, sock.type)
+    mode = file_mode(url)
+    if mode is None:
+        sock.bind(address)
+    else:
+        # The umask is process-wide; bind is quick and there is no await here,
+        # so within this trio thread nothing else runs in between.
+        old = os.umask(0o777 & ~mode)
+        try:
+            sock.bind(address)
+        finally:
+            os.umask(old)
+        os.chmod(address, mode)
+    made = os.stat(address)
+
+    def remove_if_ours() -> None:
+        try:
+            now = os.lstat(address)
+            if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
+                os.unlink(address)
+        except OSError:
+            pass
+
+    return remove_if_ours
+
+
+async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
+    if not url.path:
+        raise InvalidURL(
+            f"{url}: an unnamed local:// has no address to listen on; give a path "
+            "(local:///tmp/x.sock) or an abstract name (local:///%00name)"
+        )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        cleanup = bind(url, sock)
+        try:
+            sock.listen(DEFAULT_BACKLOG if backlog is None else backlog)
+        except BaseException:
+            if cleanup is not None:
+                cleanup()
+            raise
+    except OSError as exc:
+        sock.close()
+        if exc.strerror and str(url) in exc.strerror:
+            raise
+        raise with_url(exc, url, "listen") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return SocketListenerEndpoint([sock], _stream_url(url), on_close=cleanup)
+
+
+SCHEME = Scheme("local", validate, connect=connect, listen=listen)
+register(SCHEME)

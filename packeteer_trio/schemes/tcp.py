@@ -1,0 +1,91 @@
+"""tcp://, tcp4://, tcp6:// — TCP streams.
+
+``tcp`` takes host names (resolved; happy eyeballs on connect) and, listening
+on a name or on the wildcard (empty host), binds every address the name has,
+as ``trio.open_tcp_listeners`` does. ``tcp4``/``tcp6`` fix the family.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from .._endpoints import SocketListenerEndpoint, StreamEndpoint
+from .._errors import InvalidURL, with_url
+from .._registry import Scheme, register
+from .._url import URL
+from . import _inet
+
+# Like trio: ask for the largest backlog and let the kernel cap it.
+DEFAULT_BACKLOG = 0xFFFF
+
+
+def _configure(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def connect(url: URL) -> StreamEndpoint:
+    if url.port is None or url.port == 0:
+        raise InvalidURL(f"{url}: connect needs a port")
+    addresses = await _inet.resolve(url, socket.SOCK_STREAM)
+    sock = await _inet.happy_eyeballs(url, addresses, socket.SOCK_STREAM)
+    try:
+        _configure(sock)
+        family, address = sock.family, sock.getpeername()
+    except BaseException:
+        sock.close()
+        raise
+    return StreamEndpoint(url=_inet.url_for("tcp", family, address), sock=sock)
+
+
+def _bind_all(
+    url: URL, addresses: list[tuple[int, _inet.SockAddr]], backlog: int
+) -> list[socket.socket]:
+    """Bind and listen on every address; with port 0, give all the same port."""
+    socks: list[socket.socket] = []
+    port = url.port or 0
+    try:
+        for family, sockaddr in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # One socket per family, as trio does: no v4-mapped surprises.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((sockaddr[0], port, *sockaddr[2:]))
+            sock.listen(backlog)
+            port = sock.getsockname()[1]
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
+    addresses = await _inet.resolve(url, socket.SOCK_STREAM, passive=True)
+    backlog = DEFAULT_BACKLOG if backlog is None else backlog
+    for attempt in range(10):
+        try:
+            socks = _bind_all(url, addresses, backlog)
+            break
+        except OSError as exc:
+            # An ephemeral port free in one family may be taken in another.
+            if exc.errno == errno.EADDRINUSE and not url.port and attempt < 9:
+                continue
+            raise with_url(exc, url, "listen") from exc
+    first = socks[0]
+    bound = _inet.url_for("tcp", first.family, first.getsockname())
+    return SocketListenerEndpoint(socks, bound, configure=_configure)
+
+
+register(
+    Scheme("tcp", _inet.make_validator("tcp"), connect=connect, listen=listen)
+)
+register(
+    Scheme("tcp4", _inet.make_validator("tcp"), connect=connect, listen=listen)
+)
+register(
+    Scheme("tcp6", _inet.make_validator("tcp"), connect=connect, listen=listen)
+)
