@@ -5,12 +5,15 @@ Pick the transport by URL (``tcp://``, ``udp://``, ``local://``, ``fifo://``,
 """
 
 from ._api import connect, listen, serve
+from ._datagram import DatagramChannel, DatagramSocket, connect_datagram, open_datagram
 from ._errors import InvalidURL, PacketeerError, UnsupportedScheme
 from ._stream import Listener, PipeStream, SocketStream, Stream
 from ._url import URL, Query
 
 __all__ = [
     "URL",
+    "DatagramChannel",
+    "DatagramSocket",
     "InvalidURL",
     "Listener",
     "PacketeerError",
@@ -20,6 +23,8 @@ __all__ = [
     "Stream",
     "UnsupportedScheme",
     "connect",
+    "connect_datagram",
     "listen",
+    "open_datagram",
     "serve",
 ]

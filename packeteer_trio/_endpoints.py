@@ -14,10 +14,11 @@ import os
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
-from ._errors import with_url
+from ._errors import InvalidURL, with_url
 from ._url import URL
 
 WaitFd = Callable[[int], Awaitable[None]]
@@ -161,4 +162,59 @@ class SocketListenerEndpoint(ListenerEndpoint):
             sock.close()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
+            on_close()
+
+
+# Address as the socket module takes it: a (host, port[, flow, scope]) tuple or
+# an AF_UNIX str. Kept loose on purpose: each scheme makes its own.
+SockAddr = Any
+
+
+class SendToPeer:
+    """The sockaddr meaning "the other end of this unnamed pair": send() there."""
+
+    def __repr__(self) -> str:
+        return "<the pair's own peer>"
+
+
+PEER = SendToPeer()
+
+
+def _no_lookup(url: URL) -> SockAddr:
+    raise InvalidURL(f"{url}: this socket is connected and cannot send elsewhere")
+
+
+async def _no_resolve(url: URL) -> SockAddr:
+    return _no_lookup(url)
+
+
+@dataclasses.dataclass(eq=False)
+class DatagramEndpoint:
+    """A datagram socket: bound (``open_datagram``) or connected.
+
+    ``url`` is the bound address for an unconnected socket and the peer for a
+    connected one, narrowed (``udp://localhost:0`` → ``udp4://127.0.0.1:40123``).
+    The scheme knows how its URLs become addresses, so it supplies both steps:
+    ``lookup(url)`` turns a destination URL into a sockaddr without waiting
+    (the face caches it), or returns None when a host name needs resolving by
+    ``await resolve(url)`` (never cached: DNS answers expire). Both raise
+    InvalidURL for a destination this socket cannot reach. An unnamed
+    ``local://`` pair receives on ``sock`` and sends through ``send_sock``;
+    its lookup answers :data:`PEER`. ``on_close`` removes a bound socket file.
+    """
+
+    sock: socket.socket
+    url: URL
+    lookup: Callable[[URL], SockAddr | None] = _no_lookup
+    resolve: Callable[[URL], Awaitable[SockAddr]] = _no_resolve
+    send_sock: socket.socket | None = None
+    on_close: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        """Close what is still open (for when no face took ownership)."""
+        self.sock.close()
+        if self.send_sock is not None:
+            self.send_sock.close()
+        if self.on_close is not None:
+            on_close, self.on_close = self.on_close, None
             on_close()

@@ -8,10 +8,9 @@ rules, and the faces (trio, anyio) ask it for raw endpoints.
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Awaitable, Callable
 
-from ._endpoints import ListenerEndpoint, StreamEndpoint
+from ._endpoints import DatagramEndpoint, ListenerEndpoint, StreamEndpoint
 from ._errors import InvalidURL, UnsupportedScheme
 from ._url import URL
 
@@ -20,8 +19,10 @@ BEHAVIOURS = {"stream": "stream", "datagram": "datagram", "dgram": "datagram"}
 Validate = Callable[[URL, str], URL]
 ConnectStream = Callable[[URL], Awaitable[StreamEndpoint]]
 ListenStream = Callable[[URL, int | None], Awaitable[ListenerEndpoint]]
-OpenDatagram = Callable[[URL], Awaitable[socket.socket]]
-ConnectDatagram = Callable[[URL, URL | None], Awaitable[socket.socket]]
+# open_datagram: a bound, unconnected socket; connect_datagram(peer, local):
+# a connected one (bound first to *local* if given).
+OpenDatagram = Callable[[URL], Awaitable[DatagramEndpoint]]
+ConnectDatagram = Callable[[URL, URL | None], Awaitable[DatagramEndpoint]]
 
 
 def _no_rules(url: URL, text: str) -> URL:

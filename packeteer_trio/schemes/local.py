@@ -20,7 +20,14 @@ from collections.abc import Callable
 
 import anyio
 
-from .._endpoints import SocketListenerEndpoint, StreamEndpoint
+from .. import _sockinfo
+from .._endpoints import (
+    PEER,
+    DatagramEndpoint,
+    SockAddr,
+    SocketListenerEndpoint,
+    StreamEndpoint,
+)
 from .._errors import InvalidURL, UnsupportedScheme, with_url
 from .._registry import Scheme, register
 from .._url import URL
@@ -218,5 +225,119 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
     return SocketListenerEndpoint([sock], _stream_url(url), on_close=cleanup)
 
 
-SCHEME = Scheme("local", validate, connect=connect, listen=listen)
+# -- ?behaviour=datagram ------------------------------------------------------
+
+
+def _datagram_url(url: URL) -> URL:
+    return url.replace(query={"behaviour": "datagram"}, fragment="")
+
+
+def _lookup_for(own: URL, pair: bool) -> Callable[[URL], SockAddr]:
+    """Destination URL -> AF_UNIX address; never needs resolving."""
+
+    def lookup(dest: URL) -> SockAddr:
+        if dest.scheme != "local":
+            raise InvalidURL(f"{own}: cannot send to {dest}: not a local:// URL")
+        if pair:
+            if dest.path:
+                raise InvalidURL(
+                    f"{own}: cannot send to {dest}: an unnamed pair sends only "
+                    "to itself; open_datagram() a path to reach others"
+                )
+            return PEER
+        if dest.path:
+            return sockaddr(dest)
+        raise InvalidURL(
+            f"{own}: cannot send to {dest}: an unnamed socket has no address "
+            "(give the sender one: connect_datagram(..., local=...))"
+        )
+
+    return lookup
+
+
+def _datagram_pair(url: URL) -> DatagramEndpoint:
+    """An unnamed pair: receive on one end what is sent through the other."""
+    receive_end, send_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for end in (receive_end, send_end):
+        end.setblocking(False)
+    own = _datagram_url(url)
+    lookup = _lookup_for(own, pair=True)
+
+    async def resolve(dest: URL) -> SockAddr:
+        return lookup(dest)
+
+    return DatagramEndpoint(receive_end, own, lookup, resolve, send_sock=send_end)
+
+
+def _bound_datagram_socket(
+    url: URL, action: str
+) -> tuple[socket.socket, Callable[[], None] | None]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        cleanup = bind(url, sock)
+    except OSError as exc:
+        sock.close()
+        if exc.strerror and str(url) in exc.strerror:
+            raise  # clear_stale_socket's refusals already say it all
+        raise with_url(exc, url, action) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock, cleanup
+
+
+async def open_datagram(url: URL) -> DatagramEndpoint:
+    if not url.path:
+        return _datagram_pair(url)
+    sock, cleanup = _bound_datagram_socket(url, "bind")
+    # What receivers will see as our sender address, so the two compare equal.
+    own = _sockinfo.socket_url(sock, peer=False)
+    lookup = _lookup_for(own, pair=False)
+
+    async def resolve(dest: URL) -> SockAddr:
+        return lookup(dest)
+
+    return DatagramEndpoint(sock, own, lookup, resolve, on_close=cleanup)
+
+
+async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
+    if local is not None and (local.scheme != "local" or not local.path):
+        raise InvalidURL(
+            f"{url}: local={local} must be a local:// path or abstract name"
+        )
+    if not url.path:
+        if local is not None:
+            raise InvalidURL(f"{url}: an unnamed pair takes no local= address")
+        return _datagram_pair(url)
+    if local is not None:
+        sock, cleanup = _bound_datagram_socket(local, "bind")
+    else:
+        sock, cleanup = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), None
+    try:
+        sock.setblocking(False)
+        if local is None and sys.platform.startswith("linux"):
+            # Autobind to a kernel-chosen abstract name, so that the peer's
+            # replies have somewhere to go (an unbound sender has no address).
+            sock.bind("")
+        sock.connect(sockaddr(url))  # never blocks for AF_UNIX datagrams
+        peer = _sockinfo.socket_url(sock, peer=True)
+    except BaseException as exc:
+        sock.close()
+        if cleanup is not None:
+            cleanup()
+        if isinstance(exc, OSError):
+            raise with_url(exc, url, "connect") from exc
+        raise
+    return DatagramEndpoint(sock, peer, on_close=cleanup)
+
+
+SCHEME = Scheme(
+    "local",
+    validate,
+    connect=connect,
+    listen=listen,
+    open_datagram=open_datagram,
+    connect_datagram=connect_datagram,
+)
 register(SCHEME)

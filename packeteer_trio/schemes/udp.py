@@ -1,0 +1,149 @@
+"""udp://, udp4://, udp6:// — UDP datagrams.
+
+``open_datagram`` binds one socket: the first address the host resolves to
+(a datagram socket has one address, unlike a TCP listener that may bind
+several), or the wildcard when the host is empty; port 0 is ephemeral.
+``connect_datagram`` connects to the first address of the peer (of the same
+family as ``local`` when that is given). UDP has no handshake, so there is
+nothing to race as happy eyeballs does for TCP: a dead peer shows up later as
+ConnectionRefusedError from send/receive (ICMP port unreachable).
+
+Destination URLs of ``send_to`` become sockaddrs here: IP literals at once
+(the face caches them), host names through the resolver.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Awaitable, Callable
+
+from .._endpoints import DatagramEndpoint, SockAddr
+from .._errors import InvalidURL, with_url
+from .._registry import Scheme, register
+from .._url import URL
+from . import _inet
+
+SCHEMES = frozenset({"udp", "udp4", "udp6"})
+
+
+def _check_udp(url: URL, role: str) -> None:
+    if url.scheme not in SCHEMES:
+        raise InvalidURL(f"{url}: {role} must be a udp://, udp4:// or udp6:// URL")
+
+
+def _new_socket(family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        if family == socket.AF_INET6:
+            # As for tcp: one family per socket, no v4-mapped surprises, and
+            # senders' URLs then always match their sockets' URLs.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _addressing(
+    own: URL, family: int
+) -> tuple[Callable[[URL], SockAddr | None], Callable[[URL], Awaitable[SockAddr]]]:
+    """The ``lookup``/``resolve`` pair of a socket of *family* at *own*."""
+    digit = _inet.FAMILY_DIGIT[family]
+
+    def lookup(dest: URL) -> SockAddr | None:
+        if dest.scheme not in SCHEMES:
+            raise InvalidURL(
+                f"{own}: cannot send to {dest}: not a udp://, udp4:// or udp6:// URL"
+            )
+        if not dest.host or not dest.port:
+            raise InvalidURL(
+                f"{own}: cannot send to {dest}: a host and port are needed"
+            )
+        found = _inet.literal_family(dest.host)
+        if found is None:
+            return None  # a host name: resolve() it
+        if found != family:
+            raise InvalidURL(
+                f"{own}: cannot send to {dest}: an IPv{_inet.FAMILY_DIGIT[found]} "
+                f"address from an IPv{digit} socket; open the socket with "
+                f"udp{_inet.FAMILY_DIGIT[found]}://"
+            )
+        if family == socket.AF_INET6:
+            return (dest.host, dest.port, 0, 0)
+        return (dest.host, dest.port)
+
+    async def resolve(dest: URL) -> SockAddr:
+        found = lookup(dest)  # same checks as for literals
+        if found is not None:
+            return found
+        for got, sockaddr in await _inet.resolve(dest, socket.SOCK_DGRAM):
+            if got == family:
+                return sockaddr
+        raise with_url(
+            OSError(errno.EADDRNOTAVAIL, f"the host has no IPv{digit} address"),
+            dest,
+            f"send_to from {own}",
+        )
+
+    return lookup, resolve
+
+
+async def open_datagram(url: URL) -> DatagramEndpoint:
+    family, sockaddr = (await _inet.resolve(url, socket.SOCK_DGRAM, passive=True))[0]
+    sock = _new_socket(family)
+    try:
+        sock.bind(sockaddr)
+        bound = _inet.url_for("udp", family, sock.getsockname())
+    except OSError as exc:
+        sock.close()
+        raise with_url(exc, url, "bind") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return DatagramEndpoint(sock, bound, *_addressing(bound, family))
+
+
+async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
+    if not url.port:
+        raise InvalidURL(f"{url}: connect_datagram needs a port")
+    peers = await _inet.resolve(url, socket.SOCK_DGRAM)
+    family, peer = peers[0]
+    local_address: SockAddr | None = None
+    if local is not None:
+        _check_udp(local, "local=")
+        mine = await _inet.resolve(local, socket.SOCK_DGRAM, passive=True)
+        pairs = [(f, p, m) for f, p in peers for g, m in mine if f == g]
+        if not pairs:
+            raise InvalidURL(
+                f"{url}: no address of the same IP family as local={local}"
+            )
+        family, peer, local_address = pairs[0]
+    sock = _new_socket(family)
+    action = "connect"
+    try:
+        if local_address is not None:
+            action = f"bind to local={local}"
+            sock.bind(local_address)
+            action = "connect"
+        sock.connect(peer)  # no handshake: never blocks
+        peer_url = _inet.url_for("udp", family, sock.getpeername())
+    except OSError as exc:
+        sock.close()
+        raise with_url(exc, url, action) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return DatagramEndpoint(sock=sock, url=peer_url)
+
+
+for _name in ("udp", "udp4", "udp6"):
+    register(
+        Scheme(
+            _name,
+            _inet.make_validator("udp"),
+            open_datagram=open_datagram,
+            connect_datagram=connect_datagram,
+        )
+    )
