@@ -1,0 +1,1 @@
+"""The anyio face's implementation; the public names live in ``anyio_compat``."""

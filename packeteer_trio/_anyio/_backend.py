@@ -1,0 +1,91 @@
+"""Waits, checkpoints and attributes shared by the anyio face's classes.
+
+Objects look the backend up once, when they are made: the hot paths then call
+plain functions instead of asking anyio which event loop runs on every call.
+Under anyio's trio backend those are trio's own ``trio.lowlevel`` functions
+(cheaper than going through anyio, and the reason the lean loop beats
+anyio's own trio streams); under asyncio they are anyio's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+import anyio
+import anyio.lowlevel
+import trio
+
+from .._url import URL
+
+WaitFd = Callable[[int], Awaitable[None]]
+Checkpoint = Callable[[], Awaitable[None]]
+
+
+class PacketeerAttribute(anyio.TypedAttributeSet):
+    """Typed attributes that packeteer_trio's anyio objects add to anyio's.
+
+    ``stream.extra(PacketeerAttribute.url)`` is the same as ``stream.url``:
+    the connector's URL, scheme narrowed and port resolved.
+    """
+
+    url: URL = anyio.typed_attribute()
+
+
+async def _trio_wait_readable(fd: int) -> None:
+    # trio raises its own ClosedResourceError when notify_closing wakes us;
+    # anyio code expects anyio's (which is a different class).
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    except trio.ClosedResourceError:
+        raise anyio.ClosedResourceError from None
+    except trio.BusyResourceError:
+        raise anyio.BusyResourceError("reading from") from None
+
+
+async def _trio_wait_writable(fd: int) -> None:
+    try:
+        await trio.lowlevel.wait_writable(fd)
+    except trio.ClosedResourceError:
+        raise anyio.ClosedResourceError from None
+    except trio.BusyResourceError:
+        raise anyio.BusyResourceError("writing to") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """The primitives of one anyio backend."""
+
+    is_trio: bool
+    checkpoint: Checkpoint
+    checkpoint_if_cancelled: Checkpoint
+    cancel_shielded_checkpoint: Checkpoint
+    wait_readable: WaitFd
+    wait_writable: WaitFd
+    notify_closing: Callable[[int], None]
+
+
+TRIO = Backend(
+    is_trio=True,
+    checkpoint=trio.lowlevel.checkpoint,
+    checkpoint_if_cancelled=trio.lowlevel.checkpoint_if_cancelled,
+    cancel_shielded_checkpoint=trio.lowlevel.cancel_shielded_checkpoint,
+    wait_readable=_trio_wait_readable,
+    wait_writable=_trio_wait_writable,
+    notify_closing=trio.lowlevel.notify_closing,
+)
+
+ANYIO = Backend(
+    is_trio=False,
+    checkpoint=anyio.lowlevel.checkpoint,
+    checkpoint_if_cancelled=anyio.lowlevel.checkpoint_if_cancelled,
+    cancel_shielded_checkpoint=anyio.lowlevel.cancel_shielded_checkpoint,
+    wait_readable=anyio.wait_readable,
+    wait_writable=anyio.wait_writable,
+    notify_closing=anyio.notify_closing,
+)
+
+
+def current_backend() -> Backend:
+    """TRIO when anyio runs on trio, else ANYIO (asyncio, with or without uvloop)."""
+    return TRIO if trio.lowlevel.in_trio_task() else ANYIO

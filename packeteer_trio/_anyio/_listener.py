@@ -1,0 +1,152 @@
+"""The anyio face of listeners: one generic Listener over any ListenerEndpoint.
+
+Accepting goes through the endpoint (``try_accept`` + ``wait_acceptable``),
+so sockets of several families, and FIFOs (which have no socket at all),
+are served alike; each accepted endpoint becomes a stream via
+:func:`wrap_stream`, exactly as ``connect`` does.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from .._endpoints import ListenerEndpoint, SocketListenerEndpoint
+from .._errors import PacketeerError
+from .._io import ConflictDetector
+from .._url import URL
+from ._backend import PacketeerAttribute, current_backend
+from ._stream import wrap_stream
+
+# Running out of descriptors or memory is (often) temporary: like
+# trio.serve_listeners, pause and keep serving instead of crashing the server.
+_RESOURCE_ERRNOS = {
+    getattr(errno, name)
+    for name in ("EMFILE", "ENFILE", "ENOMEM", "ENOBUFS")
+    if hasattr(errno, name)
+}
+_RESOURCE_PAUSE = 0.100
+
+
+def _sockaddr(sock: socket.socket) -> Any:
+    address = sock.getsockname()
+    if sock.family == socket.AF_INET6:
+        return address[:2]  # anyio's form: (host, port)
+    if isinstance(address, bytes):  # a Linux abstract name
+        return address.decode("utf-8", "surrogateescape")
+    return address
+
+
+class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
+    """Accepts byte streams on a URL; ``url`` is the bound address.
+
+    Socket listeners provide :class:`anyio.abc.SocketAttribute`'s ``family``,
+    ``local_address``, ``local_port`` and ``raw_socket`` (of the first
+    socket, when a name bound several families).
+    """
+
+    def __init__(self, endpoint: ListenerEndpoint) -> None:
+        self._endpoint = endpoint
+        self._url = endpoint.url
+        self._closed = False
+        self._conflict = ConflictDetector("accepting from", anyio.BusyResourceError)
+        backend = current_backend()
+        self._checkpoint = backend.checkpoint
+        self._checkpoint_if_cancelled = backend.checkpoint_if_cancelled
+        self._cancel_shielded_checkpoint = backend.cancel_shielded_checkpoint
+        self._wait_readable = backend.wait_readable
+        self._notify_closing = backend.notify_closing
+
+    @property
+    def url(self) -> URL:
+        """The bound address, with the real port (``tcp4://127.0.0.1:40123``)."""
+        return self._url
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets (empty for a FIFO)."""
+        if isinstance(self._endpoint, SocketListenerEndpoint):
+            return list(self._endpoint.socks)
+        return []
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        attributes: dict[Any, Callable[[], Any]] = {
+            PacketeerAttribute.url: lambda: self._url
+        }
+        socks = self.sockets
+        if socks:
+            sock = socks[0]
+            attribute = anyio.abc.SocketAttribute
+            attributes[attribute.family] = lambda: sock.family
+            attributes[attribute.local_address] = lambda: _sockaddr(sock)
+            attributes[attribute.raw_socket] = lambda: sock
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                attributes[attribute.local_port] = lambda: sock.getsockname()[1]
+        return attributes
+
+    async def accept(self) -> anyio.abc.ByteStream:
+        """Wait for the next connection and return its stream."""
+        with self._conflict:
+            await self._checkpoint_if_cancelled()
+            waited = False
+            while True:
+                if self._closed:
+                    raise anyio.ClosedResourceError(f"{self._url}: listener was closed")
+                endpoint = self._endpoint.try_accept()
+                if endpoint is not None:
+                    break
+                await self._endpoint.wait_acceptable(self._wait_readable)
+                waited = True
+            stream = await wrap_stream(endpoint)
+            if not waited:
+                await self._cancel_shielded_checkpoint()
+            return stream
+
+    async def serve(
+        self,
+        handler: Callable[[anyio.abc.ByteStream], Any],
+        task_group: anyio.abc.TaskGroup | None = None,
+    ) -> None:
+        """Accept connections forever, running ``handler(stream)`` for each.
+
+        The handlers run in *task_group* (else in a task group of our own);
+        a handler owns its stream and should close it. Running out of
+        descriptors pauses accepting briefly instead of ending the server.
+        """
+        async with AsyncExitStack() as stack:
+            if task_group is None:
+                task_group = await stack.enter_async_context(anyio.create_task_group())
+            while True:
+                try:
+                    stream = await self.accept()
+                except OSError as exc:
+                    if exc.errno not in _RESOURCE_ERRNOS:
+                        raise
+                    await anyio.sleep(_RESOURCE_PAUSE)
+                    continue
+                task_group.start_soon(handler, stream)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for fd in self._endpoint.fds():
+                self._notify_closing(fd)
+            self._endpoint.close()
+        await self._checkpoint()
+
+    def fileno(self) -> int:
+        """The (first) listening descriptor."""
+        fds = self._endpoint.fds()
+        if not fds:
+            raise PacketeerError(f"{self._url}: listener has no descriptor")
+        return fds[0]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._url}{' closed' if self._closed else ''}>"

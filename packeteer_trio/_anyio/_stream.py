@@ -1,0 +1,460 @@
+"""The anyio face of byte streams: lean loops over fds, or anyio's own streams.
+
+Which class moves the bytes depends on the backend (see ARCHITECTURE.md):
+
+- sockets under asyncio: anyio's own stream, made with ``from_socket`` from
+  the socket the scheme already connected (transports are the fast path
+  there), behind a thin shell that adds the URL;
+- sockets under trio, and pipes everywhere: a lean loop here, keeping trio's
+  checkpoint sandwich: check for cancellation, try the syscall, and wait
+  only on EAGAIN (the wait is the schedule point); if we never waited, end
+  with a cancel-shielded checkpoint. Cancellation therefore never arrives
+  after bytes left the kernel.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import socket
+from collections.abc import Callable, Collection, Mapping
+from io import IOBase
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from .._endpoints import StreamEndpoint
+from .._io import ConflictDetector, FdHolder
+from .._url import URL
+from ._backend import Backend, PacketeerAttribute, current_backend
+
+_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_BYTES_TYPES = (bytes, bytearray)
+
+
+def _check_max_bytes(max_bytes: int) -> None:
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be a positive integer")
+
+
+class _LeanBase:
+    """State and error mapping shared by the lean socket and pipe streams."""
+
+    def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
+        self._url = endpoint.url
+        self._on_close = endpoint.on_close
+        self._closed = False
+        self._send_conflict = ConflictDetector("sending to", anyio.BusyResourceError)
+        self._receive_conflict = ConflictDetector(
+            "receiving from", anyio.BusyResourceError
+        )
+        # Bound once: the hot paths call these directly.
+        self._checkpoint = backend.checkpoint
+        self._checkpoint_if_cancelled = backend.checkpoint_if_cancelled
+        self._cancel_shielded_checkpoint = backend.cancel_shielded_checkpoint
+        self._wait_readable = backend.wait_readable
+        self._wait_writable = backend.wait_writable
+        self._notify_closing = backend.notify_closing
+
+    @property
+    def url(self) -> URL:
+        """The URL this stream was opened with, narrowed and resolved."""
+        return self._url
+
+    def _closed_error(self) -> anyio.ClosedResourceError:
+        return anyio.ClosedResourceError(f"{self._url}: this stream was closed")
+
+    def _broken(
+        self, exc: OSError
+    ) -> anyio.ClosedResourceError | anyio.BrokenResourceError:
+        if self._closed or exc.errno == errno.EBADF:
+            return self._closed_error()
+        return anyio.BrokenResourceError(f"{self._url}: {exc.strerror or exc}")
+
+    def _run_on_close(self) -> None:
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__} {self._url}{state}>"
+
+
+class LeanSocketStream(_LeanBase, anyio.abc.SocketStream):
+    """A connected socket moved by a lean loop (anyio's trio backend)."""
+
+    def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
+        assert endpoint.sock is not None
+        super().__init__(endpoint, backend)
+        self._sock = endpoint.sock
+        self._fd = self._sock.fileno()
+        self._did_shutdown = False
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self._sock
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {**super().extra_attributes, PacketeerAttribute.url: lambda: self._url}
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        with self._receive_conflict:
+            await self._checkpoint_if_cancelled()
+            _check_max_bytes(max_bytes)
+            if self._closed:
+                raise self._closed_error()
+            waited = False
+            while True:
+                try:
+                    data = self._sock.recv(max_bytes)
+                    break
+                except BlockingIOError:
+                    await self._wait_readable(self._fd)
+                    waited = True
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+            if not waited:
+                await self._cancel_shielded_checkpoint()
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def send(self, item: bytes) -> None:
+        with self._send_conflict:
+            await self._checkpoint_if_cancelled()
+            if self._closed or self._did_shutdown:
+                raise self._closed_error()
+            if not isinstance(item, _BYTES_TYPES):
+                item = memoryview(item).cast("B")
+            try:
+                sent = self._sock.send(item, _NOSIGNAL)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            if sent < len(item):
+                await self._send_rest(item, sent)
+            else:
+                await self._cancel_shielded_checkpoint()
+
+    async def _send_rest(self, item: bytes, sent: int) -> None:
+        # The socket buffer is full: waiting for writability is the schedule
+        # point, so this always yields at least once.
+        with memoryview(item) as view:
+            total = len(view)
+            while True:
+                await self._wait_writable(self._fd)
+                try:
+                    sent += self._sock.send(view[sent:], _NOSIGNAL)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+                if sent >= total:
+                    return
+
+    async def send_eof(self) -> None:
+        with self._send_conflict:
+            await self._checkpoint()
+            if self._closed:
+                raise self._closed_error()
+            if self._did_shutdown:
+                return
+            self._did_shutdown = True
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:  # the peer is gone: nothing to end
+                    raise self._broken(exc) from exc
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._notify_closing(self._fd)
+            self._sock.close()
+            self._run_on_close()
+        await self._checkpoint()
+
+
+class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
+    """A connected AF_UNIX socket moved by a lean loop; passes descriptors too."""
+
+    async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
+        if not message:
+            raise ValueError("message must not be empty")
+        if not fds:
+            raise ValueError("fds must not be empty")
+        filenos = [fd if isinstance(fd, int) else fd.fileno() for fd in fds]
+        ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", filenos))]
+        with self._send_conflict:
+            await self._checkpoint()
+            if self._closed or self._did_shutdown:
+                raise self._closed_error()
+            with memoryview(message) as view:
+                sent = 0
+                while sent < len(view):
+                    try:
+                        sent += self._sock.sendmsg([view[sent:]], ancdata)
+                    except BlockingIOError:
+                        await self._wait_writable(self._fd)
+                        continue
+                    except OSError as exc:
+                        raise self._broken(exc) from exc
+                    ancdata = []  # the descriptors went with the first write
+
+    async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
+        if not isinstance(msglen, int) or msglen < 0:
+            raise ValueError("msglen must be a non-negative integer")
+        if not isinstance(maxfds, int) or maxfds < 1:
+            raise ValueError("maxfds must be a positive integer")
+        fds = array.array("i")
+        with self._receive_conflict:
+            await self._checkpoint()
+            if self._closed:
+                raise self._closed_error()
+            while True:
+                try:
+                    message, ancdata, _, _ = self._sock.recvmsg(
+                        msglen, socket.CMSG_LEN(maxfds * fds.itemsize)
+                    )
+                    break
+                except BlockingIOError:
+                    await self._wait_readable(self._fd)
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+        if not message and not ancdata:
+            raise anyio.EndOfStream
+        for level, kind, data in ancdata:
+            if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
+                raise RuntimeError(
+                    f"{self._url}: unexpected ancillary data (level {level}, "
+                    f"type {kind}) with message {message!r}"
+                )
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+        return message, list(fds)
+
+
+class WrappedSocketStream(anyio.abc.SocketStream):
+    """anyio's own stream for a socket (asyncio), plus the URL.
+
+    The hot methods are the inner stream's own bound methods, stored on the
+    instance: a delegating ``async def`` would add a coroutine per call,
+    and such wrapper layers are the whole speed margin on small messages.
+    """
+
+    def __init__(self, inner: anyio.abc.SocketStream, endpoint: StreamEndpoint) -> None:
+        assert endpoint.sock is not None
+        self._inner = inner
+        self._sock = endpoint.sock
+        self._url = endpoint.url
+        self._on_close = endpoint.on_close
+        self.receive = inner.receive  # type: ignore[method-assign]
+        self.send = inner.send  # type: ignore[method-assign]
+        self.send_eof = inner.send_eof  # type: ignore[method-assign]
+
+    @property
+    def url(self) -> URL:
+        """The URL this stream was opened with, narrowed and resolved."""
+        return self._url
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self._sock
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        # anyio's asyncio streams report the transport's TransportSocket proxy
+        # as raw_socket; we report the socket itself, as the trio backend does.
+        return {
+            **self._inner.extra_attributes,
+            anyio.abc.SocketAttribute.raw_socket: lambda: self._sock,
+            PacketeerAttribute.url: lambda: self._url,
+        }
+
+    # Only reached through the class (the instance attributes shadow them).
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._inner.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        await self._inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._on_close is not None:
+                on_close, self._on_close = self._on_close, None
+                on_close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._url}>"
+
+
+class WrappedUNIXSocketStream(WrappedSocketStream, anyio.abc.UNIXSocketStream):
+    """anyio's own AF_UNIX stream (asyncio), plus the URL."""
+
+    _inner: anyio.abc.UNIXSocketStream
+
+    def __init__(
+        self, inner: anyio.abc.UNIXSocketStream, endpoint: StreamEndpoint
+    ) -> None:
+        super().__init__(inner, endpoint)
+        self.send_fds = inner.send_fds  # type: ignore[method-assign]
+        self.receive_fds = inner.receive_fds  # type: ignore[method-assign]
+
+    async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
+        await self._inner.send_fds(message, fds)
+
+    async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
+        return await self._inner.receive_fds(msglen, maxfds)
+
+
+class PipeStream(_LeanBase, anyio.abc.ByteStream):
+    """A byte stream over one or two pipe descriptors (anon, fifo, unnamed local).
+
+    A one-way end (a FIFO's reader or writer) behaves on its missing side
+    like a stream that was already half-closed: sending (or receiving)
+    raises ClosedResourceError.
+    """
+
+    def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
+        super().__init__(endpoint, backend)
+        self._reader = None if endpoint.read_fd is None else FdHolder(endpoint.read_fd)
+        self._writer = (
+            None if endpoint.write_fd is None else FdHolder(endpoint.write_fd)
+        )
+        self._eof_needs_hangup = endpoint.eof_needs_hangup
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {PacketeerAttribute.url: lambda: self._url}
+
+    def _one_way_error(self, side: str) -> anyio.ClosedResourceError:
+        if self._closed:
+            return self._closed_error()
+        return anyio.ClosedResourceError(f"{self._url}: this end has no {side} side")
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        with self._receive_conflict:
+            await self._checkpoint_if_cancelled()
+            _check_max_bytes(max_bytes)
+            reader = self._reader
+            if reader is None or reader.closed:
+                raise self._one_way_error("receiving")
+            fd, waited, saw_zero = reader.fd, False, False
+            while True:
+                try:
+                    data = os.read(fd, max_bytes)
+                except BlockingIOError:
+                    await self._wait_readable(fd)
+                    waited = True
+                    continue
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+                if not data and self._eof_needs_hangup and not saw_zero:
+                    # A FIFO reads 0 bytes while no writer has it open, also
+                    # before the first one came. It polls as hung up only once
+                    # a writer came and went: wait for that (or for data) and
+                    # read again; 0 then really is end of file.
+                    saw_zero = True
+                    await self._wait_readable(fd)
+                    waited = True
+                    continue
+                break
+            if not waited:
+                await self._cancel_shielded_checkpoint()
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def send(self, item: bytes) -> None:
+        with self._send_conflict:
+            await self._checkpoint_if_cancelled()
+            writer = self._writer
+            if writer is None or writer.closed:
+                raise self._one_way_error("sending")
+            if not isinstance(item, _BYTES_TYPES):
+                item = memoryview(item).cast("B")
+            try:
+                sent = os.write(writer.fd, item) if item else 0
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise self._broken(exc) from exc
+            if sent < len(item):
+                await self._send_rest(writer, item, sent)
+            else:
+                await self._cancel_shielded_checkpoint()
+
+    async def _send_rest(self, writer: FdHolder, item: bytes, sent: int) -> None:
+        with memoryview(item) as view:
+            total = len(view)
+            while True:
+                await self._wait_writable(writer.fd)
+                try:
+                    sent += os.write(writer.fd, view[sent:])
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+                if sent >= total:
+                    return
+
+    async def send_eof(self) -> None:
+        with self._send_conflict:
+            await self._checkpoint()
+            if self._closed:
+                raise self._closed_error()
+            writer = self._writer
+            if writer is not None and not writer.closed:
+                self._notify_closing(writer.fd)
+                writer.close()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for holder in (self._reader, self._writer):
+                if holder is not None and not holder.closed:
+                    self._notify_closing(holder.fd)
+                    holder.close()
+            self._run_on_close()
+        await self._checkpoint()
+
+
+async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
+    """The anyio stream for a raw endpoint; takes ownership of its descriptors.
+
+    On failure (also cancellation) the endpoint is closed before raising.
+    """
+    backend = current_backend()
+    sock = endpoint.sock
+    try:
+        if sock is None:
+            return PipeStream(endpoint, backend)
+        unix = sock.family == getattr(socket, "AF_UNIX", None)
+        if backend.is_trio:
+            if unix:
+                return LeanUNIXSocketStream(endpoint, backend)
+            return LeanSocketStream(endpoint, backend)
+        # Shielded: the connection is made (maybe accepted from a client that
+        # is waiting for us); building the transport takes one loop turn.
+        wrapped: anyio.abc.SocketStream | None = None
+        with anyio.CancelScope(shield=True):
+            if unix:
+                inner_unix = await anyio.abc.UNIXSocketStream.from_socket(sock)
+                wrapped = WrappedUNIXSocketStream(inner_unix, endpoint)
+            else:
+                inner = await anyio.abc.SocketStream.from_socket(sock)
+                wrapped = WrappedSocketStream(inner, endpoint)
+        assert wrapped is not None
+        return wrapped
+    except BaseException:
+        endpoint.close()
+        raise

@@ -1,0 +1,151 @@
+"""packeteer_trio for anyio apps: the same URLs, returning ``anyio.abc`` objects.
+
+Works under anyio's asyncio backend (with or without uvloop) and its trio
+backend::
+
+    from packeteer_trio import anyio_compat as pa
+
+    async with await pa.connect("tcp://localhost:8080") as stream:
+        await stream.send(b"hello")
+        print(await stream.receive())
+
+- :func:`connect` returns an :class:`anyio.abc.SocketStream` for sockets
+  (:class:`anyio.abc.UNIXSocketStream` for ``local://`` paths and abstract
+  names) and an :class:`anyio.abc.ByteStream` for pipes (``anon://``,
+  ``fifo://``, the unnamed ``local://``);
+- :func:`listen` returns an :class:`anyio.abc.Listener`, :func:`serve` runs
+  one;
+- everything has a ``url`` and the typed attribute
+  :attr:`PacketeerAttribute.url`, and where a socket is behind it,
+  :class:`anyio.abc.SocketAttribute`'s attributes;
+- :class:`URLConnectable` hands a URL to anyio code that takes a
+  :class:`anyio.abc.ByteStreamConnectable`.
+
+anyio's semantics apply: ``receive()`` raises :exc:`anyio.EndOfStream` at end
+of file, and use errors are anyio's ``BrokenResourceError``,
+``ClosedResourceError`` and ``BusyResourceError``. Connecting and listening
+fail with the standard ``OSError`` subclasses naming the URL; bad URLs with
+:exc:`~packeteer_trio.InvalidURL`, before anything is opened.
+
+URL parsing, the scheme registry and the scheme modules (which create, bind
+and connect) are the trio face's own; only waiting and exceptions differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._anyio._backend import PacketeerAttribute
+from ._anyio._listener import Listener
+from ._anyio._stream import wrap_stream
+from ._api import stream_scheme
+from ._errors import InvalidURL
+from ._url import URL
+
+__all__ = [
+    "Listener",
+    "PacketeerAttribute",
+    "URLConnectable",
+    "connect",
+    "listen",
+    "serve",
+]
+
+
+async def connect(url: str | URL) -> anyio.abc.ByteStream:
+    """Open a byte stream to *url* (``tcp://host:port``, ``local:///path``, …).
+
+    Sockets come back as :class:`anyio.abc.SocketStream` (AF_UNIX ones as
+    :class:`anyio.abc.UNIXSocketStream`), pipes as :class:`anyio.abc.ByteStream`.
+    """
+    url = URL.parse(url)
+    scheme = stream_scheme(url, "connect")
+    if scheme.connect is None:
+        raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use listen()")
+    return await wrap_stream(await scheme.connect(url))
+
+
+async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
+    """Listen on *url*; the listener's ``url`` is the bound address."""
+    url = URL.parse(url)
+    scheme = stream_scheme(url, "listen")
+    if scheme.listen is None:
+        raise InvalidURL(
+            f"{url}: {url.scheme}:// has nothing to listen on; use connect({url})"
+        )
+    endpoint = await scheme.listen(url, backlog)
+    try:
+        return Listener(endpoint)
+    except BaseException:
+        endpoint.close()
+        raise
+
+
+async def serve(
+    url: str | URL,
+    handler: Callable[[anyio.abc.ByteStream], Any],
+    *,
+    backlog: int | None = None,
+    task_group: anyio.abc.TaskGroup | None = None,
+    task_status: anyio.abc.TaskStatus[list[Listener]] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on *url* and run ``handler(stream)`` for every connection.
+
+    Runs until cancelled; a handler's exception propagates and ends the
+    server. Handlers run in *task_group* if given. Use it with
+    ``await task_group.start(serve, url, handler)`` to get the list of
+    listeners (as the trio face's ``serve`` does) once it is listening.
+    """
+    listener = await listen(url, backlog=backlog)
+    async with listener:
+        task_status.started([listener])
+        await listener.serve(handler, task_group)
+
+
+class URLConnectable(anyio.abc.ByteStreamConnectable):
+    """Connects to a URL: hand it to anyio code that takes a connectable.
+
+    The URL is checked when the connectable is made (:exc:`InvalidURL`);
+    :meth:`connect` raises :exc:`anyio.ConnectionFailed` as anyio's
+    connectables do, chained from (and with the errno and message of) the
+    ``OSError`` that names the URL.
+    """
+
+    def __init__(self, url: str | URL) -> None:
+        parsed = URL.parse(url)
+        scheme = stream_scheme(parsed, "connect")
+        if scheme.connect is None:
+            raise InvalidURL(
+                f"{parsed}: {parsed.scheme}:// cannot connect; use listen()"
+            )
+        self._url = parsed
+
+    @property
+    def url(self) -> URL:
+        """Where :meth:`connect` connects to."""
+        return self._url
+
+    async def connect(self) -> anyio.abc.ByteStream:
+        """Open a new stream to the URL."""
+        try:
+            return await connect(self._url)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if exc.errno is None:
+                raise anyio.ConnectionFailed(reason) from exc
+            raise anyio.ConnectionFailed(exc.errno, reason) from exc
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, URLConnectable):
+            return self._url == other._url
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+    def __repr__(self) -> str:
+        return f"URLConnectable({str(self._url)!r})"

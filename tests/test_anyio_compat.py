@@ -1,0 +1,516 @@
+"""The anyio face: every verb on anyio's asyncio and trio backends (and uvloop)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+import packeteer_trio as pt
+from packeteer_trio import anyio_compat as pa
+
+
+def open_fds() -> int:
+    """How many descriptors this process has open right now."""
+    return len(
+        os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd")
+    )
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="abstract socket names are Linux-only"
+)
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX-only transport")
+pytestmark = pytest.mark.anyio
+
+_BACKENDS: list[Any] = [
+    pytest.param("asyncio", id="asyncio"),
+    pytest.param("trio", id="trio"),
+]
+try:
+    import uvloop  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+else:
+    _BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
+
+
+@pytest.fixture(scope="module", params=_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+SA = anyio.abc.SocketAttribute
+_counter = iter(range(1_000_000))
+
+
+def abstract_url() -> str:
+    return f"local:///%00pt-anyio-{os.getpid()}-{next(_counter)}"
+
+
+async def pair(url: str | pt.URL) -> tuple[anyio.abc.ByteStream, anyio.abc.ByteStream]:
+    """(client, server) connected through a packeteer listener."""
+    async with await pa.listen(url) as listener:
+        client = await pa.connect(listener.url)
+        server = await listener.accept()
+    return client, server
+
+
+async def receive_exactly(stream: anyio.abc.ByteStream, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        data += await stream.receive()
+    return data
+
+
+async def check_round_trip(
+    client: anyio.abc.ByteStream, server: anyio.abc.ByteStream
+) -> None:
+    """Both directions, a payload larger than the socket buffers, half-close."""
+    big = os.urandom(1 << 20)
+    async with client, server:
+        await client.send(b"ping")
+        assert await receive_exactly(server, 4) == b"ping"
+        await server.send(b"pong")
+        assert await receive_exactly(client, 4) == b"pong"
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.send, big)
+            assert await receive_exactly(server, len(big)) == big
+
+        await client.send_eof()
+        await client.send_eof()  # idempotent
+        with pytest.raises(anyio.EndOfStream):
+            await server.receive()
+        with pytest.raises(anyio.EndOfStream):  # and it stays at EOF
+            await server.receive()
+        # Half-closed: the other direction still works.
+        await server.send(b"after eof")
+        assert await receive_exactly(client, 9) == b"after eof"
+        await server.aclose()
+        with pytest.raises(anyio.EndOfStream):
+            await client.receive()
+
+
+# --- round trips per scheme --------------------------------------------------
+
+
+async def test_tcp4_round_trip() -> None:
+    client, server = await pair("tcp4://127.0.0.1:0")
+    assert isinstance(client, anyio.abc.SocketStream)
+    assert isinstance(server, anyio.abc.SocketStream)
+    assert not isinstance(client, anyio.abc.UNIXSocketStream)
+    await check_round_trip(client, server)
+
+
+@needs_ipv6
+async def test_tcp6_round_trip() -> None:
+    client, server = await pair("tcp6://[::1]:0")
+    assert isinstance(client, anyio.abc.SocketStream)
+    assert client.extra(SA.family) == socket.AF_INET6
+    await check_round_trip(client, server)
+
+
+async def test_tcp_host_name_round_trip() -> None:
+    async with await pa.listen("tcp4://127.0.0.1:0") as listener:
+        assert listener.url.port
+        client = await pa.connect(f"tcp://localhost:{listener.url.port}")
+        server = await listener.accept()
+    await check_round_trip(client, server)
+
+
+@posix_only
+async def test_local_path_round_trip(tmp_path: Path) -> None:
+    url = f"local://{tmp_path}/s.sock"
+    client, server = await pair(url)
+    assert isinstance(client, anyio.abc.UNIXSocketStream)
+    assert isinstance(server, anyio.abc.UNIXSocketStream)
+    await check_round_trip(client, server)
+    assert not (tmp_path / "s.sock").exists()  # the listener removed its file
+
+
+@linux_only
+async def test_local_abstract_round_trip() -> None:
+    client, server = await pair(abstract_url())
+    assert isinstance(client, anyio.abc.UNIXSocketStream)
+    await check_round_trip(client, server)
+
+
+@posix_only
+async def test_local_passes_descriptors(tmp_path: Path) -> None:
+    client, server = await pair(f"local://{tmp_path}/fds.sock")
+    assert isinstance(client, anyio.abc.UNIXSocketStream)
+    assert isinstance(server, anyio.abc.UNIXSocketStream)
+    read_fd, write_fd = os.pipe()
+    async with client, server:
+        await client.send_fds(b"x", [write_fd])
+        message, fds = await server.receive_fds(1, 1)
+        assert message == b"x"
+        assert len(fds) == 1
+        os.write(fds[0], b"via passed fd")
+        assert os.read(read_fd, 100) == b"via passed fd"
+        for fd in (read_fd, write_fd, *fds):
+            os.close(fd)
+
+
+@posix_only
+async def test_anon_reads_back_what_it_writes() -> None:
+    stream = await pa.connect("anon://")
+    assert isinstance(stream, anyio.abc.ByteStream)
+    assert not isinstance(stream, anyio.abc.SocketStream)
+    async with stream:
+        await stream.send(b"hello")
+        assert await stream.receive() == b"hello"
+        await stream.send_eof()
+        with pytest.raises(anyio.EndOfStream):
+            await stream.receive()
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.send(b"more")
+
+
+@posix_only
+async def test_anon_big_payload_through_the_pipe() -> None:
+    big = os.urandom(1 << 20)  # far more than a pipe buffer: send must wait
+    stream = await pa.connect("anon://")
+    async with stream, anyio.create_task_group() as group:
+        group.start_soon(stream.send, big)
+        assert await receive_exactly(stream, len(big)) == big
+
+
+@posix_only
+async def test_unnamed_local_reads_back() -> None:
+    async with await pa.connect("local://") as stream:
+        await stream.send(b"ping")
+        assert await stream.receive() == b"ping"
+        await stream.send_eof()
+        with pytest.raises(anyio.EndOfStream):
+            await stream.receive()
+
+
+@posix_only
+async def test_fifo_sessions(tmp_path: Path) -> None:
+    url = f"fifo://{tmp_path}/f"
+    async with await pa.listen(url) as listener:
+        assert listener.sockets == []
+        reader = await listener.accept()
+        # Before any writer came, the reader waits; it does not see EOF.
+        with anyio.move_on_after(0.05) as scope:
+            await reader.receive()
+        assert scope.cancelled_caught
+        writer = await pa.connect(url)
+        with pytest.raises(anyio.ClosedResourceError, match="no receiving side"):
+            await writer.receive()
+        await writer.send(b"through the fifo")
+        await writer.aclose()
+        assert await receive_exactly(reader, 16) == b"through the fifo"
+        with pytest.raises(anyio.EndOfStream):
+            await reader.receive()
+        with pytest.raises(anyio.ClosedResourceError, match="no sending side"):
+            await reader.send(b"x")
+        await reader.aclose()
+        # The next session starts with the next accept.
+        second = await listener.accept()
+        writer = await pa.connect(url)
+        await writer.send(b"again")
+        await writer.aclose()
+        assert await second.receive() == b"again"
+        await second.aclose()
+    assert not (tmp_path / "f").exists()
+
+
+# --- attributes ---------------------------------------------------------------
+
+
+async def test_typed_attributes_tcp() -> None:
+    async with await pa.listen("tcp4://127.0.0.1:0") as listener:
+        port = listener.url.port
+        assert listener.url == pt.URL.parse(f"tcp4://127.0.0.1:{port}")
+        assert listener.extra(pa.PacketeerAttribute.url) == listener.url
+        assert listener.extra(SA.family) == socket.AF_INET
+        assert listener.extra(SA.local_address) == ("127.0.0.1", port)
+        assert listener.extra(SA.local_port) == port
+        assert isinstance(listener.extra(SA.raw_socket), socket.socket)
+        client = await pa.connect(listener.url)
+        server = await listener.accept()
+    async with client, server:
+        assert client.extra(pa.PacketeerAttribute.url) == listener.url
+        assert client.extra(SA.family) == socket.AF_INET
+        assert client.extra(SA.remote_address) == ("127.0.0.1", port)
+        assert client.extra(SA.remote_port) == port
+        assert client.extra(SA.local_port) == server.extra(SA.remote_port)
+        assert server.extra(SA.local_address) == ("127.0.0.1", port)
+        raw = client.extra(SA.raw_socket)
+        assert isinstance(raw, socket.socket)
+        assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert server.extra(SA.raw_socket).getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY
+        )
+
+
+@posix_only
+async def test_typed_attributes_local_and_pipes(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.sock")
+    client, server = await pair(f"local://{path}")
+    async with client, server:
+        assert client.extra(SA.family) == socket.AF_UNIX
+        assert client.extra(SA.remote_address) == path
+        assert server.extra(SA.local_address) == path
+        with pytest.raises(anyio.TypedAttributeLookupError):
+            client.extra(SA.local_port)
+        assert client.extra(pa.PacketeerAttribute.url) == pt.URL.parse(
+            f"local://{path}"
+        )
+    async with await pa.connect("anon://") as stream:
+        assert stream.extra(pa.PacketeerAttribute.url) == pt.URL.parse("anon://")
+        with pytest.raises(anyio.TypedAttributeLookupError):
+            stream.extra(SA.raw_socket)
+
+
+# --- serve --------------------------------------------------------------------
+
+
+async def echo_once(stream: anyio.abc.ByteStream) -> None:
+    async with stream:
+        async for chunk in stream:
+            await stream.send(chunk)
+
+
+@pytest.mark.parametrize("kind", ["tcp", "local"])
+async def test_serve_with_a_task_group(kind: str, tmp_path: Path) -> None:
+    url = "tcp://127.0.0.1:0" if kind == "tcp" else f"local://{tmp_path}/e.sock"
+    async with (
+        anyio.create_task_group() as handlers,
+        anyio.create_task_group() as group,
+    ):
+        serve = functools.partial(pa.serve, task_group=handlers)
+        listeners = await group.start(serve, url, echo_once)
+        assert len(listeners) == 1
+        (listener,) = listeners
+        assert isinstance(listener, pa.Listener)
+        for index in range(3):
+            async with await pa.connect(listener.url) as client:
+                message = f"hello {index}".encode()
+                await client.send(message)
+                assert await receive_exactly(client, len(message)) == message
+        group.cancel_scope.cancel()
+    with pytest.raises(anyio.ClosedResourceError):
+        await listener.accept()
+
+
+async def test_listener_serve_method() -> None:
+    listener = await pa.listen("tcp://127.0.0.1:0")
+    async with anyio.create_task_group() as group:
+        group.start_soon(listener.serve, echo_once)
+        async with await pa.connect(listener.url) as client:
+            await client.send(b"echo me")
+            assert await receive_exactly(client, 7) == b"echo me"
+        group.cancel_scope.cancel()
+    await listener.aclose()
+
+
+# --- anyio's own sockets on either side ---------------------------------------
+
+
+async def test_anyio_tcp_client_to_packeteer_listener() -> None:
+    async with await pa.listen("tcp4://127.0.0.1:0") as listener:
+        assert listener.url.port
+        client = await anyio.connect_tcp("127.0.0.1", listener.url.port)
+        server = await listener.accept()
+    await check_round_trip(client, server)
+
+
+@posix_only
+async def test_anyio_unix_client_to_packeteer_listener(tmp_path: Path) -> None:
+    path = tmp_path / "p.sock"
+    async with await pa.listen(f"local://{path}") as listener:
+        client = await anyio.connect_unix(path)
+        server = await listener.accept()
+    await check_round_trip(client, server)
+
+
+async def test_packeteer_client_to_anyio_tcp_listener() -> None:
+    async with await anyio.create_tcp_listener(
+        local_host="127.0.0.1", local_port=0
+    ) as multi:
+        (listener,) = multi.listeners
+        assert isinstance(listener, anyio.abc.SocketListener)
+        port = listener.extra(SA.local_port)
+        client = await pa.connect(f"tcp4://127.0.0.1:{port}")
+        server = await listener.accept()
+    await check_round_trip(client, server)
+
+
+@posix_only
+async def test_packeteer_client_to_anyio_unix_listener(tmp_path: Path) -> None:
+    path = tmp_path / "a.sock"
+    async with await anyio.create_unix_listener(path) as listener:
+        client = await pa.connect(f"local://{path}")
+        server = await listener.accept()
+    await check_round_trip(client, server)
+
+
+async def test_url_connectable() -> None:
+    async with await pa.listen("tcp4://127.0.0.1:0") as listener:
+        connectable = pa.URLConnectable(str(listener.url))
+        assert isinstance(connectable, anyio.abc.ByteStreamConnectable)
+        assert connectable.url == listener.url
+        assert connectable == pa.URLConnectable(listener.url)
+        async with await connectable.connect() as client:
+            server = await listener.accept()
+            async with server:
+                await client.send(b"via connectable")
+                assert await receive_exactly(server, 15) == b"via connectable"
+        port = listener.url.port
+    with pytest.raises(anyio.ConnectionFailed, match=f"127.0.0.1:{port}") as info:
+        await pa.URLConnectable(f"tcp4://127.0.0.1:{port}").connect()
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    with pytest.raises(pt.InvalidURL):
+        pa.URLConnectable("udp://127.0.0.1:5")
+
+
+# --- errors -------------------------------------------------------------------
+
+
+async def test_connect_errors_name_the_url(tmp_path: Path) -> None:
+    async with await pa.listen("tcp4://127.0.0.1:0") as listener:
+        port = listener.url.port
+    with pytest.raises(ConnectionRefusedError, match=f"tcp4://127.0.0.1:{port}"):
+        await pa.connect(f"tcp4://127.0.0.1:{port}")
+    missing = tmp_path / "missing.sock"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        await pa.connect(f"local://{missing}")
+    with pytest.raises(pt.InvalidURL, match="connect_datagram"):
+        await pa.connect("udp://127.0.0.1:5")
+    with pytest.raises(pt.InvalidURL, match="open_datagram"):
+        await pa.listen("local:///tmp/x?behaviour=datagram")
+    with pytest.raises(pt.InvalidURL, match="not a URL"):
+        await pa.connect("nonsense")
+    with pytest.raises(pt.InvalidURL, match="unnamed"):
+        await pa.listen("local://")
+
+
+async def test_busy_resource() -> None:
+    client, server = await pair("tcp4://127.0.0.1:0")
+    anon = await pa.connect("anon://")
+    listener = await pa.listen("tcp4://127.0.0.1:0")
+    async with client, server, anon, listener:
+        for call in (server.receive, anon.receive, listener.accept):
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                await anyio.wait_all_tasks_blocked()
+                with pytest.raises(anyio.BusyResourceError):
+                    await call()
+                group.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "local", "anon"])
+async def test_closed_resource(kind: str, tmp_path: Path) -> None:
+    if kind == "anon":
+        stream = await pa.connect("anon://")
+        other: anyio.abc.ByteStream | None = None
+    else:
+        url = "tcp://127.0.0.1:0" if kind == "tcp" else f"local://{tmp_path}/c.sock"
+        stream, other = await pair(url)
+    # Closing wakes a task blocked in receive with ClosedResourceError.
+    async with anyio.create_task_group() as group:
+
+        async def blocked_receive() -> None:
+            with pytest.raises(anyio.ClosedResourceError):
+                await stream.receive()
+
+        group.start_soon(blocked_receive)
+        await anyio.wait_all_tasks_blocked()
+        await stream.aclose()
+    await stream.aclose()  # idempotent
+    with pytest.raises(anyio.ClosedResourceError):
+        await stream.receive()
+    with pytest.raises(anyio.ClosedResourceError):
+        await stream.send(b"x")
+    if other is not None:
+        await other.aclose()
+    listener = await pa.listen("tcp4://127.0.0.1:0")
+    async with anyio.create_task_group() as group:
+
+        async def blocked_accept() -> None:
+            with pytest.raises(anyio.ClosedResourceError):
+                await listener.accept()
+
+        group.start_soon(blocked_accept)
+        await anyio.wait_all_tasks_blocked()
+        await listener.aclose()
+
+
+# --- cancellation -------------------------------------------------------------
+
+
+@pytest.fixture
+async def tcp_listener() -> AsyncIterator[pa.Listener]:
+    async with await pa.listen("tcp4://127.0.0.1:0", backlog=1024) as listener:
+        yield listener
+
+
+async def test_cancelled_connects_leak_no_fd(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    listeners = [
+        await pa.listen("tcp4://127.0.0.1:0", backlog=1024),
+        await pa.listen(f"local://{tmp_path}/c.sock", backlog=1024),
+    ]
+    urls = [listener.url for listener in listeners]
+    for url in urls:  # warm up: the event loop may open descriptors on first use
+        await (await pa.connect(url)).aclose()
+    before = open_fds()
+    for index in range(300):
+        url = urls[index % 2]
+        with anyio.CancelScope() as scope:
+            if index % 3 == 0:
+                scope.cancel()  # before anything happened
+            else:  # somewhere in the middle, or after it succeeded
+                scope.deadline = anyio.current_time() + rng.random() * 0.0005
+            stream = await pa.connect(url)
+            await stream.aclose()
+    for listener in listeners:
+        await listener.aclose()
+    assert open_fds() == before - len(listeners)
+
+
+async def test_cancelled_receives_and_accepts_lose_nothing(
+    tcp_listener: pa.Listener,
+) -> None:
+    client = await pa.connect(tcp_listener.url)
+    server = await tcp_listener.accept()
+    before = open_fds()
+    async with client, server:
+        for index in range(200):
+            with anyio.move_on_after(0 if index % 2 else 0.0002):
+                await server.receive()
+            with anyio.move_on_after(0 if index % 2 else 0.0002):
+                await tcp_listener.accept()
+        assert open_fds() == before
+        # The stream still works and no byte went missing.
+        payload = bytes(range(256)) * 64
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.send, payload)
+            received = b""
+            while len(received) < len(payload):
+                with anyio.move_on_after(0.0001):
+                    received += await server.receive(1000)
+            assert received == payload
