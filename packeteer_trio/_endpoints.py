@@ -27,10 +27,18 @@ WaitFd = Callable[[int], Awaitable[None]]
 # trio's SocketListener we drop that connection and keep listening.
 _IGNORABLE_ACCEPT_ERRNOS = {
     getattr(errno, name)
-    for name in (
-        "EPERM ECONNABORTED EPROTO ENETDOWN ENOPROTOOPT EHOSTDOWN ENONET "
-        "EHOSTUNREACH EOPNOTSUPP ENETUNREACH"
-    ).split()
+    for name in [
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    ]
     if hasattr(errno, name)
 }
 

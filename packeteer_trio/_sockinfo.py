@@ -23,7 +23,10 @@ def url_from_sockaddr(family: int, kind: int, address: object) -> URL:
             address = address.decode("utf-8", "surrogateescape")
         assert isinstance(address, str)
         query = Query({"behaviour": "datagram"}) if datagram else Query()
-        return URL(scheme="local", path="/" + address if address else "", query=query)
+        # Paths already start with "/"; abstract names ("\0name") need one.
+        if address and not address.startswith("/"):
+            address = "/" + address
+        return URL(scheme="local", path=address, query=query)
     raise PacketeerError(f"no URL form for address family {family}: {address!r}")
 
 

@@ -85,7 +85,9 @@ class Stream(trio.abc.HalfCloseableStream):
     def _closed_error(self) -> trio.ClosedResourceError:
         return trio.ClosedResourceError(f"{self.url}: this stream was closed")
 
-    def _broken(self, exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    def _broken(
+        self, exc: OSError
+    ) -> trio.ClosedResourceError | trio.BrokenResourceError:
         if self._closed or exc.errno == errno.EBADF:
             return self._closed_error()
         return trio.BrokenResourceError(f"{self.url}: {exc.strerror or exc}")
@@ -252,7 +254,9 @@ class PipeStream(Stream):
     def __init__(self, endpoint: StreamEndpoint) -> None:
         super().__init__(endpoint.url)
         self._reader = None if endpoint.read_fd is None else FdHolder(endpoint.read_fd)
-        self._writer = None if endpoint.write_fd is None else FdHolder(endpoint.write_fd)
+        self._writer = (
+            None if endpoint.write_fd is None else FdHolder(endpoint.write_fd)
+        )
         self._eof_needs_hangup = endpoint.eof_needs_hangup
         self._on_close = endpoint.on_close
 
@@ -377,9 +381,7 @@ class PipeStream(Stream):
         """
         if self._closed:
             raise self._closed_error()
-        send = PipeStream(
-            StreamEndpoint(self.url, write_fd=self._take(self._writer))
-        )
+        send = PipeStream(StreamEndpoint(self.url, write_fd=self._take(self._writer)))
         receive = PipeStream(
             StreamEndpoint(
                 self.url,

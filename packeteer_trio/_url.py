@@ -76,7 +76,9 @@ class URL:
         if isinstance(text, URL):
             return text
         if not isinstance(text, str):
-            raise InvalidURL(f"{text!r}: a URL must be a str, not {type(text).__name__}")
+            raise InvalidURL(
+                f"{text!r}: a URL must be a str, not {type(text).__name__}"
+            )
         url = _split(text)
         from ._registry import lookup  # the registry imports this module
 

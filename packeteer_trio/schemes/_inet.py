@@ -20,7 +20,7 @@ from .._url import URL
 
 SockAddr = tuple[object, ...]
 _HOSTNAME_RE = re.compile(r"[\w.-]+\Z")
-FAMILY_DIGIT = {socket.AF_INET: "4", socket.AF_INET6: "6"}
+FAMILY_DIGIT: dict[int, str] = {socket.AF_INET: "4", socket.AF_INET6: "6"}
 
 
 def literal_family(host: str) -> int | None:
@@ -59,7 +59,9 @@ def make_validator(base: str) -> Callable[[URL, str], URL]:
                 )
             host = str(ipaddress.ip_address(host))  # canonical spelling
         elif host and not _HOSTNAME_RE.match(host):
-            raise InvalidURL(f"{text!r}: {host!r} is neither an IP address nor a host name")
+            raise InvalidURL(
+                f"{text!r}: {host!r} is neither an IP address nor a host name"
+            )
         return url.replace(host=host, path="")
 
     return validate
@@ -96,7 +98,9 @@ async def resolve(
         if pair[0] in FAMILY_DIGIT and pair not in seen:
             seen.append(pair)
     if not seen:
-        raise with_url(OSError(errno.EADDRNOTAVAIL, "no usable address"), url, "resolve")
+        raise with_url(
+            OSError(errno.EADDRNOTAVAIL, "no usable address"), url, "resolve"
+        )
     return seen
 
 

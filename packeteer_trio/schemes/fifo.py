@@ -10,8 +10,9 @@ A FIFO has no connections, so the listener hands out one reader per
 *session*: ``accept`` returns a receive-only stream at once, which sees end of
 file when the last writer leaves; the next ``accept`` waits until that stream
 is closed and then opens a fresh reader. ``serve`` thus handles writer
-sessions one after another. The listener always keeps a reader open, so
-writers are never refused while it lives.
+sessions one after another. From ``listen`` to the first ``accept`` the
+listener holds the reader itself, so early writers are not refused; between
+sessions with nobody accepting, writers get a broken pipe.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 def validate(url: URL, text: str) -> URL:
     if url.host or url.port is not None:
-        raise InvalidURL(f"{text!r}: fifo:// takes a path, not a host: fifo:///abs/path")
+        raise InvalidURL(
+            f"{text!r}: fifo:// takes a path, not a host: fifo:///abs/path"
+        )
     if url.path in ("", "/"):
         raise InvalidURL(f"{text!r}: fifo:// needs a path, e.g. fifo:///tmp/my.fifo")
     if "\0" in url.path:
@@ -89,9 +92,10 @@ class FifoListenerEndpoint(ListenerEndpoint):
         return [] if self._reader is None else [self._reader]
 
     def try_accept(self) -> StreamEndpoint | None:
-        if self._in_session or self._reader is None:
+        if self._in_session or self._closed:
             return None
-        fd, self._reader = self._reader, None
+        fd = os.open(self.url.path, _READ_FLAGS) if self._reader is None else self._reader
+        self._reader = None
         self._in_session = True
         return StreamEndpoint(
             url=self.url, read_fd=fd, eof_needs_hangup=True, on_close=self._session_over
@@ -104,10 +108,9 @@ class FifoListenerEndpoint(ListenerEndpoint):
         await self._idle.wait()
 
     def _session_over(self) -> None:
+        # The next reader is opened by the next accept(), not here: until
+        # someone accepts again, writers rightly see a broken pipe.
         self._in_session = False
-        if not self._closed:
-            # Reopen at once, so writers keep finding a reader.
-            self._reader = os.open(self.url.path, _READ_FLAGS)
         if self._idle is not None:
             self._idle.set()
 

@@ -107,7 +107,9 @@ async def connect(url: URL) -> StreamEndpoint:
         write_end, read_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for end in (write_end, read_end):
             end.setblocking(False)
-        return StreamEndpoint(url=url, write_fd=write_end.detach(), read_fd=read_end.detach())
+        return StreamEndpoint(
+            url=url, write_fd=write_end.detach(), read_fd=read_end.detach()
+        )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         await connect_unix(sock, sockaddr(url))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 
 from .._endpoints import SocketListenerEndpoint, StreamEndpoint
 from .._errors import InvalidURL, with_url
@@ -20,8 +21,19 @@ from . import _inet
 DEFAULT_BACKLOG = 0xFFFF
 
 
+# Linux's value; Python only names the constant since 3.12 on some builds.
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+
+
 def _configure(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if sys.platform.startswith("linux") or sys.platform == "darwin":
+        # As trio's SocketStream: keep at most 16 KiB queued but unsent, so
+        # a full socket means "the peer is slow", not "the kernel hoards".
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, 2**14)
+        except OSError:
+            pass
 
 
 async def connect(url: URL) -> StreamEndpoint:
@@ -80,12 +92,6 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
     return SocketListenerEndpoint(socks, bound, configure=_configure)
 
 
-register(
-    Scheme("tcp", _inet.make_validator("tcp"), connect=connect, listen=listen)
-)
-register(
-    Scheme("tcp4", _inet.make_validator("tcp"), connect=connect, listen=listen)
-)
-register(
-    Scheme("tcp6", _inet.make_validator("tcp"), connect=connect, listen=listen)
-)
+register(Scheme("tcp", _inet.make_validator("tcp"), connect=connect, listen=listen))
+register(Scheme("tcp4", _inet.make_validator("tcp"), connect=connect, listen=listen))
+register(Scheme("tcp6", _inet.make_validator("tcp"), connect=connect, listen=listen))
