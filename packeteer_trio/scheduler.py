@@ -1,9 +1,9 @@
 """packeteer's callback scheduler, rebuilt as a trio nursery of cancel scopes.
 
 Every registration (I/O watch, timer, user event) is one task running in its
-own :class:`trio.CancelScope` inside the scheduler's nursery, so cancelling a
-:class:`Registration` is cancelling that scope, a failing callback cancels
-its siblings and leaving ``async with open_scheduler()`` cancels everything.
+own :class:`trio.CancelScope` inside the scheduler's nursery: cancelling a
+:class:`Registration` cancels that scope, a failing callback cancels its
+siblings, and leaving ``async with open_scheduler()`` cancels everything.
 """
 
 from __future__ import annotations
@@ -13,63 +13,56 @@ import inspect
 import math
 import os
 import select
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import trio
 
-__all__ = [
-    "IO_EVENTS",
-    "Callback",
-    "Events",
-    "Registration",
-    "Scheduler",
-    "SchedulerConnector",
-    "open_scheduler",
-]
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 
 class Events(enum.IntFlag):
-    """Event bits, with packeteer's values. Bits from ``USER`` up are user events."""
+    """Event bits with packeteer's values; ``USER`` and above are user events."""
 
     READ = 1
     WRITE = 2
     ERROR = 4
-    OPEN = 8  # accepted for compatibility; never delivered (as on most platforms)
+    OPEN = 8  # accepted for compatibility, never delivered
     CLOSE = 16
     TIMEOUT = 128
     USER = 1 << 15
 
 
-#: Every I/O event; the default mask of :meth:`Scheduler.unregister_connector`.
+#: Every I/O event: the default of :meth:`Scheduler.unregister_connector`.
 IO_EVENTS = Events.READ | Events.WRITE | Events.ERROR | Events.OPEN | Events.CLOSE
 _WATCHABLE = Events.READ | Events.WRITE | Events.ERROR | Events.CLOSE
-_BELOW_USER = Events.USER - 1
+_BELOW_USER = int(Events.USER) - 1
+
+#: ``callback(now, events, connector)``, plain or async; its result is ignored.
+Callback = Callable[[float, Events, Any], object]
 
 
 def _without(events: Events, remove: Events | int) -> Events:
-    # Not `events & ~remove`: IntFlag's ~ drops user bits above the named ones.
+    # Not `events & ~remove`: IntFlag's ~ loses user bits above the named ones.
     return Events(int(events) & ~int(remove))
-
-#: ``callback(now, events, connector)``, plain or async; the result is ignored.
-Callback = Callable[[float, Events, Any], object]
 
 
 class SchedulerConnector(Protocol):
     """What :meth:`Scheduler.register_connector` needs from a connector."""
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
-        """Return (fd to watch for READ, fd to watch for WRITE); None where a
-        direction does not exist. Raise ``trio.ClosedResourceError`` if closed."""
+        """(fd watched for READ, fd watched for WRITE), None where a direction
+        does not exist; raises ``trio.ClosedResourceError`` once closed."""
         ...
 
 
-# After a wakeup that only carried conditions nobody asked for (say CLOSE is
-# watched while unread data is pending), trio cannot wait for the rest alone;
-# polling at this pace instead of spinning costs little and still notices.
+# After a wakeup carrying only conditions nobody asked for (CLOSE is watched
+# while unread data is pending), trio cannot wait for the rest alone: poll at
+# this pace instead of spinning.
 _IDLE_POLL = 0.05
-_HAVE_POLL = hasattr(select, "poll")
 _POLLRDHUP = getattr(select, "POLLRDHUP", 0)
 
 
@@ -79,21 +72,20 @@ class Registration:
     def __init__(
         self,
         scheduler: Scheduler,
+        key: Any,
         callback: Callback,
         events: Events,
-        connector: Any = None,
-        *,
-        oneshot: bool = False,
-        run_in_thread: bool = False,
+        connector: Any,
+        oneshot: bool,
+        run_in_thread: bool,
     ) -> None:
-        self._scheduler = scheduler
+        self._scheduler, self._key = scheduler, key
         self._events = events
         self._scope = trio.CancelScope()
         self._wait_scope: trio.CancelScope | None = None
-        self._done = False
         self._send: trio.MemorySendChannel[Events] | None = None  # user events
-        self._oneshot = oneshot
-        self._run_in_thread = run_in_thread
+        self._done = False
+        self._oneshot, self._run_in_thread = oneshot, run_in_thread
         self.callback = callback
         self.connector = connector
 
@@ -104,31 +96,29 @@ class Registration:
 
     @property
     def cancelled(self) -> bool:
-        """True once cancelled (by :meth:`cancel`, an unregister call or the
-        scheduler closing)."""
+        """True once cancelled: :meth:`cancel`, unregistering, scheduler exit."""
         return self._scope.cancel_called
 
     @property
     def done(self) -> bool:
-        """True once the callback will never run again (cancelled, count
+        """True once the callback can never run again (cancelled, count
         exhausted, oneshot fired, connector closed)."""
         return self._done
 
     def cancel(self) -> None:
-        """Stop the registration; a callback that is running is cancelled too."""
+        """End the registration; a callback that is running is cancelled too."""
         self._scope.cancel()
         self._scheduler._forget(self)
 
+    def _add(self, events: Events, oneshot: bool, run_in_thread: bool) -> None:
+        if (oneshot, run_in_thread) != (self._oneshot, self._run_in_thread):
+            raise ValueError("callback already registered with other options")
+        self._set_events(self._events | events)
+
     def _set_events(self, events: Events) -> None:
         self._events = events
-        if self._wait_scope is not None:  # re-wait with the new mask
+        if self._wait_scope is not None:  # re-wait for the new mask
             self._wait_scope.cancel()
-
-    def _merge_options(self, oneshot: bool, run_in_thread: bool) -> None:
-        if (oneshot, run_in_thread) != (self._oneshot, self._run_in_thread):
-            raise ValueError(
-                "callback already registered with other options; unregister it first"
-            )
 
     def __repr__(self) -> str:
         state = "done" if self._done else "active"
@@ -136,87 +126,99 @@ class Registration:
 
 
 class _Round:
-    """One wait for an fd; ``outcome`` is 'ready', 'closed' or 'retry'."""
-
     def __init__(self) -> None:
         self.finished = trio.Event()
-        self.outcome = "retry"
+        self.outcome = "retry"  # or "ready", "closed"
 
 
 class _Gate:
-    """trio lets only one task wait per fd and direction, so registrations
-    watching the same one share each wait: one task waits, the rest follow."""
+    """trio lets one task wait per fd and direction, so registrations watching
+    the same one share each wait: one task waits, the others follow it."""
 
-    def __init__(self, gates: dict[tuple[int, bool], _Gate], fd: int, read: bool):
-        self._gates, self._fd, self._read = gates, fd, read
+    def __init__(self, gates: dict[tuple[int, bool], _Gate], key: tuple[int, bool]):
+        self._gates, self._key = gates, key
         self._round: _Round | None = None
         self._users = 0
 
     async def wait(self) -> bool:
-        """Wait until the fd is ready (True) or gets closed (False)."""
+        """Wait until the fd is ready (True) or closed (False)."""
         self._users += 1
         try:
-            while True:
-                if self._round is None:
-                    return await self._lead()
-                rnd = self._round
+            while (rnd := self._round) is not None:
                 await rnd.finished.wait()
-                if rnd.outcome != "retry":  # retry: the leader was cancelled
+                if rnd.outcome != "retry":  # retry: that waiter was cancelled
                     return rnd.outcome == "ready"
+            rnd = self._round = _Round()
+            try:
+                fd, read = self._key
+                await (
+                    trio.lowlevel.wait_readable if read else trio.lowlevel.wait_writable
+                )(fd)
+                rnd.outcome = "ready"
+            except trio.ClosedResourceError:  # notify_closing(): closed locally
+                rnd.outcome = "closed"
+            finally:
+                self._round = None
+                rnd.finished.set()
+            return rnd.outcome == "ready"
         finally:
             self._users -= 1
             if not self._users:
-                self._gates.pop((self._fd, self._read), None)
-
-    async def _lead(self) -> bool:
-        rnd = self._round = _Round()
-        try:
-            if self._read:
-                await trio.lowlevel.wait_readable(self._fd)
-            else:
-                await trio.lowlevel.wait_writable(self._fd)
-            rnd.outcome = "ready"
-        except trio.ClosedResourceError:  # notify_closing(): closed locally
-            rnd.outcome = "closed"
-        finally:
-            self._round = None
-            rnd.finished.set()
-        return rnd.outcome == "ready"
+                del self._gates[self._key]
 
 
-def _poll(waits: list[tuple[int, bool]]) -> tuple[Events, bool]:
-    """Classify the fds now (zero-timeout poll): (events seen, fd invalid)."""
+def _poll(waits: list[tuple[int, bool]], woke: Events) -> tuple[Events, bool]:
+    """Classify the watched fds with a zero-timeout poll: (events, fd invalid)."""
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows: trust the wakeup
+        return woke, False
+    poller = select.poll()
     flags: dict[int, int] = {}
     for fd, read in waits:
         want = select.POLLIN | select.POLLPRI | _POLLRDHUP if read else select.POLLOUT
         flags[fd] = flags.get(fd, 0) | want
-    poller = select.poll()
     for fd, want in flags.items():
         poller.register(fd, want)
-    seen, invalid = Events(0), False
+    revents = 0
     for _, rev in poller.poll(0):
-        if rev & (select.POLLIN | select.POLLPRI):
-            seen |= Events.READ
-        if rev & select.POLLOUT:
-            seen |= Events.WRITE
-        if rev & (select.POLLHUP | _POLLRDHUP):
-            seen |= Events.CLOSE
-        if rev & select.POLLERR:
-            seen |= Events.ERROR
-        invalid = invalid or bool(rev & select.POLLNVAL)
-    return seen, invalid
+        revents |= rev
+    seen = Events(0)
+    for bits, event in (
+        (select.POLLIN | select.POLLPRI, Events.READ),
+        (select.POLLOUT, Events.WRITE),
+        (select.POLLHUP | _POLLRDHUP, Events.CLOSE),
+        (select.POLLERR, Events.ERROR),
+    ):
+        seen |= event if revents & bits else 0
+    return seen, bool(revents & select.POLLNVAL)
 
 
-def _is_async(fn: Callable[..., object]) -> bool:
-    call = getattr(fn, "__call__", None)  # noqa: B004 - async __call__ objects
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+def _waits(mask: Events, rfd: int | None, wfd: int | None) -> list[tuple[int, bool]]:
+    waits = []
+    if mask & Events.READ and rfd is not None:
+        waits.append((rfd, True))
+    if mask & Events.WRITE and wfd is not None:
+        waits.append((wfd, False))
+    if not waits and mask & (Events.CLOSE | Events.ERROR):
+        # Hang-ups and errors wake readers, even on a pipe's write end.
+        fd = rfd if rfd is not None else wfd
+        waits += [] if fd is None else [(fd, True)]
+    return waits
+
+
+def _fds_unchanged(
+    conn: SchedulerConnector, fds: tuple[int | None, int | None]
+) -> bool:
+    try:
+        return conn._scheduler_fds() == fds
+    except trio.ClosedResourceError:
+        return True
 
 
 class Scheduler:
     """Runs callbacks on I/O readiness, timers and user events.
 
-    Create it with :func:`open_scheduler`. All methods are synchronous and
-    must be called from the trio thread; each starts or changes a task.
+    Made by :func:`open_scheduler`. The methods are synchronous, for the trio
+    thread; each starts, changes or cancels a registration's task.
     """
 
     def __init__(self, nursery: trio.Nursery, limiter: trio.CapacityLimiter) -> None:
@@ -224,17 +226,16 @@ class Scheduler:
         self._limiter = limiter
         self._closed = False
         self._live: set[Registration] = set()
-        self._io: dict[int, dict[Callback, Registration]] = {}  # id(connector)
-        self._timers: dict[Callback, set[Registration]] = {}
-        self._user: dict[Callback, Registration] = {}
+        # (id(connector),), ("timer", callback), ("user", callback) -> handles
+        self._index: dict[Any, list[Registration]] = {}
         self._gates: dict[tuple[int, bool], _Gate] = {}
 
     @property
     def thread_limiter(self) -> trio.CapacityLimiter:
-        """Limiter of ``run_in_thread`` callbacks (``max_threads`` tokens)."""
+        """The limiter of ``run_in_thread`` callbacks (``max_threads`` tokens)."""
         return self._limiter
 
-    # -- I/O --------------------------------------------------------------
+    # -- I/O ---------------------------------------------------------------
 
     def register_connector(
         self,
@@ -247,31 +248,32 @@ class Scheduler:
     ) -> Registration:
         """Call ``callback`` while ``connector`` is ready for ``events``.
 
-        Level-triggered: while the condition holds, the callback runs again
+        Level-triggered: while the condition holds the callback runs again
         after each run. READ watches the read side, WRITE the write side;
-        CLOSE means the peer hung up, or the connector was closed locally,
-        which also ends the registration. Registering the same
-        (connector, callback) again merges the masks and returns the same
-        handle. ``oneshot=True`` ends the registration after one run.
+        CLOSE means the peer hung up, or the connector was closed locally
+        (which also ends the registration); ERROR is an OS error condition.
+        The same (connector, callback) again merges the masks and returns the
+        same handle. ``oneshot=True`` ends the registration after one run.
         """
         events = Events(events)
-        if events & ~IO_EVENTS or not events & _WATCHABLE:
+        if int(events) & ~int(IO_EVENTS) or not events & _WATCHABLE:
             raise ValueError(f"not a mask of I/O events: {events!r}")
         rfd, wfd = connector._scheduler_fds()  # raises if already closed
-        if events & Events.READ and rfd is None:
-            raise ValueError(f"{connector!r} has no read side to watch")
-        if events & Events.WRITE and wfd is None:
-            raise ValueError(f"{connector!r} has no write side to watch")
-        regs = self._io.setdefault(id(connector), {})
-        reg = regs.get(callback)
-        if reg is not None:
-            reg._merge_options(oneshot, run_in_thread)
-            reg._set_events(reg.events | events)
-            return reg
-        reg = self._new(callback, events, connector, oneshot, run_in_thread)
-        regs[callback] = reg
-        self._start(reg, self._run_io, reg)
-        return reg
+        if (
+            (events & Events.READ and rfd is None)
+            or (events & Events.WRITE and wfd is None)
+            or not _waits(events, rfd, wfd)
+        ):
+            raise ValueError(f"{connector!r} has no side to watch for {events!r}")
+        key = (id(connector),)
+        for reg in self._index.get(key, ()):
+            if reg.callback == callback:
+                reg._add(events, oneshot, run_in_thread)
+                return reg
+        reg = Registration(
+            self, key, callback, events, connector, oneshot, run_in_thread
+        )
+        return self._start(reg, self._run_io, reg)
 
     def unregister_connector(
         self,
@@ -280,13 +282,10 @@ class Scheduler:
         callback: Callback | None = None,
     ) -> None:
         """Stop watching ``events`` on ``connector`` for ``callback`` (default:
-        every callback); a registration left without events is cancelled."""
-        regs = self._io.get(id(connector), {})
-        if callback is None:
-            targets = list(regs.values())
-        else:
-            targets = [regs[callback]] if callback in regs else []
-        for reg in targets:
+        for every callback); a registration left without events is cancelled."""
+        for reg in list(self._index.get((id(connector),), ())):
+            if callback is not None and reg.callback != callback:
+                continue
             left = _without(reg.events, events)
             if left & _WATCHABLE:
                 reg._set_events(left)
@@ -297,29 +296,25 @@ class Scheduler:
         conn = reg.connector
         while True:
             try:
-                rfd, wfd = conn._scheduler_fds()
+                fds = conn._scheduler_fds()
             except trio.ClosedResourceError:
                 break
             mask = reg.events
-            waits: list[tuple[int, bool]] = []
-            if mask & Events.READ and rfd is not None:
-                waits.append((rfd, True))
-            if mask & Events.WRITE and wfd is not None:
-                waits.append((wfd, False))
-            if not waits:  # CLOSE/ERROR only: hang-ups and errors wake readers
-                waits.append((rfd if rfd is not None else wfd, True))  # type: ignore[arg-type]
+            if not (waits := _waits(mask, *fds)):
+                break  # the watched side was shut down
+            woke: Events | None = Events(0)
             with trio.CancelScope() as reg._wait_scope:
                 woke = await self._wait_any(waits)
             reg._wait_scope = None
-            if woke is None:
-                break
-            if not woke:  # mask changed under us
+            if woke == 0:  # the mask changed
                 continue
-            seen, invalid = _poll(waits) if _HAVE_POLL else (woke, False)
-            if invalid:
-                break
-            if seen & mask:
-                await self._invoke(reg, seen & mask, conn)
+            seen, gone = (Events(0), True) if woke is None else _poll(waits, woke)
+            if gone:  # an fd was closed: one side (then re-check), or all of it
+                if _fds_unchanged(conn, fds):
+                    break
+                continue
+            if fired := seen & reg.events:  # the mask as of now, not as of the wait
+                await self._invoke(reg, fired, conn)
                 if reg._oneshot:
                     return
             elif seen:
@@ -328,35 +323,33 @@ class Scheduler:
             await self._invoke(reg, Events.CLOSE, conn)
 
     async def _wait_any(self, waits: list[tuple[int, bool]]) -> Events | None:
-        """Wait for the first ready fd: the directions woken, or None if closed."""
-        woke = Events(0)
-        closed = False
+        """Wait for the first ready fd: the directions that woke, None if closed."""
+        woke: Events | None = Events(0)
 
-        async def wait_one(fd: int, read: bool, done: trio.CancelScope) -> None:
-            nonlocal woke, closed
-            gate = self._gates.get((fd, read))
-            if gate is None:
-                gate = self._gates[fd, read] = _Gate(self._gates, fd, read)
-            if await gate.wait():
-                woke |= Events.READ if read else Events.WRITE
-            else:
-                closed = True
+        async def wait_one(key: tuple[int, bool], done: trio.CancelScope) -> None:
+            nonlocal woke
+            if (gate := self._gates.get(key)) is None:
+                gate = self._gates[key] = _Gate(self._gates, key)
+            if not await gate.wait():
+                woke = None
+            elif woke is not None:
+                woke |= Events.READ if key[1] else Events.WRITE
             done.cancel()
 
         if len(waits) == 1:
-            await wait_one(*waits[0], trio.CancelScope())
+            await wait_one(waits[0], trio.CancelScope())
         else:
             async with trio.open_nursery() as nursery:
-                for fd, read in waits:
-                    nursery.start_soon(wait_one, fd, read, nursery.cancel_scope)
-        return None if closed else woke
+                for key in waits:
+                    nursery.start_soon(wait_one, key, nursery.cancel_scope)
+        return woke
 
-    # -- timers -----------------------------------------------------------
+    # -- timers ------------------------------------------------------------
 
     def schedule_once(
         self, delay: float, callback: Callback, *, run_in_thread: bool = False
     ) -> Registration:
-        """Run ``callback`` once, ``delay`` seconds from now, with TIMEOUT."""
+        """Run ``callback`` once with TIMEOUT, ``delay`` seconds from now."""
         if delay < 0:
             raise ValueError(f"delay must be >= 0, not {delay!r}")
         return self._timer(trio.current_time() + delay, 0, 1, callback, run_in_thread)
@@ -364,7 +357,8 @@ class Scheduler:
     def schedule_at(
         self, deadline: float, callback: Callback, *, run_in_thread: bool = False
     ) -> Registration:
-        """Run ``callback`` once at ``deadline`` (``trio.current_time()`` clock)."""
+        """Run ``callback`` once at ``deadline`` on the ``trio.current_time()``
+        clock (immediately if it has passed)."""
         return self._timer(deadline, 0, 1, callback, run_in_thread)
 
     def schedule(
@@ -377,8 +371,8 @@ class Scheduler:
         run_in_thread: bool = False,
     ) -> Registration:
         """Run ``callback`` every ``interval`` seconds, ``count`` times (None:
-        until cancelled). The first run is ``first`` seconds from now
-        (default: ``interval``); later runs keep a fixed rate from it."""
+        until cancelled). The first run is ``first`` seconds from now (default
+        ``interval``); later runs keep a fixed rate from it."""
         if not interval > 0:
             raise ValueError(f"interval must be > 0, not {interval!r}")
         if count is not None and count < 1:
@@ -386,12 +380,12 @@ class Scheduler:
         delay = interval if first is None else first
         if delay < 0:
             raise ValueError(f"first must be >= 0, not {first!r}")
-        start = trio.current_time() + delay
-        return self._timer(start, interval, count, callback, run_in_thread)
+        deadline = trio.current_time() + delay
+        return self._timer(deadline, interval, count, callback, run_in_thread)
 
     def unschedule(self, callback: Callback) -> None:
         """Cancel every timer of ``callback``."""
-        for reg in list(self._timers.get(callback, ())):
+        for reg in list(self._index.get(("timer", callback), ())):
             reg.cancel()
 
     def _timer(
@@ -399,13 +393,11 @@ class Scheduler:
         deadline: float,
         interval: float,
         count: int | None,
-        callback: Callback,
-        run_in_thread: bool,
+        cb: Callback,
+        thr: bool,
     ) -> Registration:
-        reg = self._new(callback, Events.TIMEOUT, None, False, run_in_thread)
-        self._timers.setdefault(callback, set()).add(reg)
-        self._start(reg, self._run_timer, reg, deadline, interval, count)
-        return reg
+        reg = Registration(self, ("timer", cb), cb, Events.TIMEOUT, None, False, thr)
+        return self._start(reg, self._run_timer, reg, deadline, interval, count)
 
     async def _run_timer(
         self, reg: Registration, deadline: float, interval: float, count: int | None
@@ -417,48 +409,43 @@ class Scheduler:
             runs += 1
             deadline += interval
 
-    # -- user events ------------------------------------------------------
+    # -- user events -------------------------------------------------------
 
     def register_event(
         self, events: Events | int, callback: Callback, *, run_in_thread: bool = False
     ) -> Registration:
-        """Call ``callback`` when any of the user ``events`` is fired.
-        Registering the same callback again merges the masks."""
+        """Call ``callback`` whenever any of the user ``events`` is fired.
+        The same callback again merges the masks and returns the same handle."""
         events = Events(events)
         if not events or events & _BELOW_USER:
             raise ValueError(f"user events are Events.USER and above: {events!r}")
-        reg = self._user.get(callback)
-        if reg is not None:
-            reg._merge_options(False, run_in_thread)
-            reg._set_events(reg.events | events)
+        key = ("user", callback)
+        for reg in self._index.get(key, ()):
+            reg._add(events, False, run_in_thread)
             return reg
-        reg = self._new(callback, events, None, False, run_in_thread)
-        self._user[callback] = reg
+        reg = Registration(self, key, callback, events, None, False, run_in_thread)
         reg._send, receive = trio.open_memory_channel[Events](math.inf)
-        self._start(reg, self._run_user, reg, receive)
-        return reg
+        return self._start(reg, self._run_user, reg, receive)
 
     def unregister_event(self, events: Events | int, callback: Callback) -> None:
         """Stop calling ``callback`` for ``events``; with none left it is dropped."""
-        reg = self._user.get(callback)
-        if reg is None:
-            return
-        left = _without(reg.events, events)
-        if left:
-            reg._set_events(left)
-        else:
-            reg.cancel()
+        for reg in list(self._index.get(("user", callback), ())):
+            if left := _without(reg.events, events):
+                reg._set_events(left)
+            else:
+                reg.cancel()
 
     def fire_events(self, events: Events | int) -> None:
-        """Fire user events: every callback registered for any of them runs
-        once, with the fired events it registered for. Raises ValueError for
-        bits below ``Events.USER``."""
+        """Fire user events: each callback registered for any of them runs once,
+        with the fired events it registered for. ValueError for system events."""
         events = Events(events)
         if events & _BELOW_USER:
-            raise ValueError(f"only user events can be fired: {events!r}")
-        for reg in self._user.values():
-            if reg.events & events and reg._send is not None:
-                reg._send.send_nowait(reg.events & events)
+            raise ValueError(
+                f"only user events (>= Events.USER) can be fired: {events!r}"
+            )
+        for reg in self._live:
+            if (hit := reg.events & events) and reg._send is not None:
+                reg._send.send_nowait(hit)
 
     async def _run_user(
         self, reg: Registration, receive: trio.MemoryReceiveChannel[Events]
@@ -467,32 +454,23 @@ class Scheduler:
             async for fired in receive:
                 await self._invoke(reg, fired, None)
 
-    # -- common -----------------------------------------------------------
+    # -- common ------------------------------------------------------------
 
-    def _new(
-        self,
-        callback: Callback,
-        events: Events,
-        connector: Any,
-        oneshot: bool,
-        run_in_thread: bool,
+    def _start(
+        self, reg: Registration, fn: Callable[..., Any], *args: Any
     ) -> Registration:
         if self._closed:
             raise RuntimeError("the scheduler is closed")
-        if run_in_thread and _is_async(callback):
+        cb = reg.callback
+        call = getattr(cb, "__call__", None)  # noqa: B004 - objects with async __call__
+        if reg._run_in_thread and (
+            inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(call)
+        ):
             raise TypeError("run_in_thread=True needs a plain (sync) callback")
-        return Registration(
-            self,
-            callback,
-            events,
-            connector,
-            oneshot=oneshot,
-            run_in_thread=run_in_thread,
-        )
-
-    def _start(self, reg: Registration, fn: Callable[..., Any], *args: Any) -> None:
         self._live.add(reg)
+        self._index.setdefault(reg._key, []).append(reg)
         self._nursery.start_soon(self._task, reg, fn, args, name=repr(reg))
+        return reg
 
     async def _task(
         self, reg: Registration, fn: Callable[..., Any], args: tuple[Any, ...]
@@ -506,46 +484,32 @@ class Scheduler:
 
     def _forget(self, reg: Registration) -> None:
         self._live.discard(reg)
-        cb = reg.callback
-        if reg.connector is not None:
-            regs = self._io.get(id(reg.connector), {})
-            if regs.get(cb) is reg:
-                del regs[cb]
-                if not regs:
-                    del self._io[id(reg.connector)]
-        elif reg.events & Events.TIMEOUT:
-            timers = self._timers.get(cb)
-            if timers is not None:
-                timers.discard(reg)
-                if not timers:
-                    del self._timers[cb]
-        elif self._user.get(cb) is reg:
-            del self._user[cb]
+        regs = self._index.get(reg._key, [])
+        if reg in regs:
+            regs.remove(reg)
+            if not regs:
+                del self._index[reg._key]
 
     async def _invoke(self, reg: Registration, events: Events, connector: Any) -> None:
+        # A wakeup may already be queued when the registration gets cancelled.
+        await trio.lowlevel.checkpoint_if_cancelled()
         now = trio.current_time()
         if reg._run_in_thread:
-            result = await trio.to_thread.run_sync(
+            await trio.to_thread.run_sync(
                 reg.callback, now, events, connector, limiter=self._limiter
             )
-            if inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()
-                raise TypeError("run_in_thread=True needs a plain (sync) callback")
-        else:
-            result = reg.callback(now, events, connector)
-            if inspect.isawaitable(result):
-                await result
+        elif inspect.isawaitable(result := reg.callback(now, events, connector)):
+            await result
 
 
 @asynccontextmanager
 async def open_scheduler(*, max_threads: int | None = None) -> AsyncIterator[Scheduler]:
     """Open a :class:`Scheduler`; leaving the block cancels every registration.
 
-    ``max_threads`` bounds concurrent ``run_in_thread`` callbacks (default: the
-    CPU count, like packeteer's worker threads). An exception in a callback
-    cancels the rest and is raised here; it comes bare when it is the only
-    one, several at once come as an ``ExceptionGroup``.
+    ``max_threads`` bounds concurrent ``run_in_thread`` callbacks (default:
+    the CPU count, like packeteer's workers). An exception in a callback
+    cancels the rest and is raised here: bare when it is the only one, in an
+    ``ExceptionGroup`` when several fail at once.
     """
     tokens = max_threads if max_threads is not None else os.cpu_count() or 1
     if tokens < 1:
@@ -562,7 +526,7 @@ async def open_scheduler(*, max_threads: int | None = None) -> AsyncIterator[Sch
     except BaseExceptionGroup as group:
         if len(group.exceptions) != 1:
             raise
-        # A lone error comes bare, so `except ValueError` works as users expect.
+        # A lone error comes bare, so `except ValueError:` works as expected.
         exc = group.exceptions[0]
         context = exc.__context__
         try:
