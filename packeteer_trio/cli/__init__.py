@@ -1,0 +1,50 @@
+"""The ``packeteer`` command line: netcat and socat for every scheme at once.
+
+Subcommands live in one module each (demo, echo, cat, relay, bench); every
+module has ``add_parser(subparsers)``, which registers its arguments and its
+async ``run(args) -> int``. Exit codes: 0 ok, 1 runtime failure, 2 usage or
+bad URL (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from . import bench, cat, demo, echo, relay
+from ._common import EXIT_USAGE, Parser, run
+
+__all__ = ["build_parser", "main"]
+
+_COMMANDS = (demo, echo, cat, relay, bench)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="packeteer",
+        description="One socket-like command line for every kind of IPC, chosen "
+        "by URL: tcp://, tcp4://, tcp6://, udp://, udp4://, udp6://, local://, "
+        "fifo://, anon://.",
+        epilog="Run 'packeteer COMMAND --help' for a command's options.",
+    )
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=Parser
+    )
+    for module in _COMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse *argv* (default ``sys.argv[1:]``), run the subcommand, return the
+    exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        print(
+            "packeteer: error: choose a command: demo, echo, cat, relay, bench "
+            "(see --help)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return run(args.run, args, f"packeteer {args.command}")

@@ -1,0 +1,212 @@
+"""``packeteer demo``: every scheme this platform has, end to end, in a table.
+
+Nothing outside the machine is touched: only 127.0.0.1, ::1, a temporary
+directory and (Linux) abstract socket names. Progress goes to stderr while
+it runs, the table to stdout; exit 0 only if every case passed (a case this
+host cannot run, such as tcp6 without an IPv6 loopback, is SKIPPED and does
+not count as a failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from .._url import URL
+from ._common import EXIT_FAILURE, EXIT_OK, US, describe, leaves, log
+from ._demo_streams import Measures, fifo_case, self_pipe_case, socket_case
+
+if TYPE_CHECKING:
+    from ._common import Subparsers
+
+Run = Callable[[Measures], Awaitable[None]]
+
+
+@dataclasses.dataclass
+class Case:
+    scheme: str  # as shown in the table, e.g. "local:abstract"
+    behaviour: str
+    run: Run | None
+    skip: str = ""  # why this host cannot run it
+    status: str = "OK"
+    measures: Measures = dataclasses.field(default_factory=Measures)
+
+    def selected(self, only: list[str]) -> bool:
+        names = {self.scheme, self.scheme.split(":")[0], self.behaviour}
+        return not only or any(name in names for name in only)
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run every scheme of this platform end to end and print a table",
+        description="Run every scheme this platform has end to end on loopback "
+        "addresses and temporary paths: a few MB through each stream (checked "
+        "by SHA-256), thousands of small round trips, datagram round trips and "
+        "throughput. Prints a table; exit 0 only if all passed.",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only these rows (repeatable): a scheme such as tcp4, local or "
+        "local:abstract, or a behaviour (stream, datagram)",
+    )
+    parser.add_argument(
+        "--bulk",
+        type=float,
+        default=8.0,
+        metavar="MB",
+        help="MB sent through each stream (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--round-trips",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="small round trips per case (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="fail a case that takes longer (default: %(default)s)",
+    )
+    parser.set_defaults(run=run)
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
+    def case(scheme: str, make: Callable[[Measures], Awaitable[None]]) -> Case:
+        return Case(scheme, "stream", make)
+
+    def sockets(url: URL) -> Run:
+        return lambda m: socket_case(url, bulk, count, m)
+
+    linux = sys.platform.startswith("linux")
+    abstract = f"/\0packeteer-demo-{os.getpid()}-{secrets.token_hex(4)}"
+    cases = [
+        case("tcp4", sockets(URL.parse("tcp4://127.0.0.1:0"))),
+        case("tcp6", sockets(URL.parse("tcp6://[::1]:0"))),
+    ]
+    if not has_ipv6_loopback():
+        cases[1] = Case("tcp6", "stream", None, "this host has no IPv6 loopback")
+    if sys.platform == "win32":  # pragma: no cover
+        pipe = URL(scheme="pipe", path=f"/packeteer-demo-{os.getpid()}")
+        return [*cases, case("pipe", sockets(pipe))]
+    cases.append(case("local:path", sockets(URL("local", path=str(tmp / "s.sock")))))
+    if linux:
+        cases.append(case("local:abstract", sockets(URL("local", path=abstract))))
+    up, down = URL("fifo", path=str(tmp / "up")), URL("fifo", path=str(tmp / "down"))
+    return [
+        *cases,
+        case("local:unnamed", lambda m: self_pipe_case(URL("local"), bulk, count, m)),
+        case("anon", lambda m: self_pipe_case(URL("anon"), bulk, count, m)),
+        case("fifo", lambda m: fifo_case(up, down, bulk, count, m)),
+    ]
+
+
+def datagram_cases(tmp: Path, count: int) -> list[Case]:
+    try:
+        from ._datagrams import demo_cases
+    except ImportError:  # this build has no datagram connectors
+        return []
+    return [
+        Case(scheme, "datagram", make, skip)
+        for scheme, make, skip in demo_cases(tmp, count, has_ipv6_loopback())
+    ]
+
+
+async def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    bulk, count = int(args.bulk * 1e6), args.round_trips
+    with tempfile.TemporaryDirectory(prefix="packeteer-demo-") as tmp:
+        cases = stream_cases(Path(tmp), bulk, count)
+        cases += datagram_cases(Path(tmp), count)
+        cases = [case for case in cases if case.selected(args.only)]
+        for number, case in enumerate(cases, 1):
+            await run_case(case, f"demo [{number}/{len(cases)}]", args.timeout)
+    print_table(cases, time.perf_counter() - started)
+    failed = any(case.status.startswith("FAILED") for case in cases)
+    return EXIT_FAILURE if failed or not cases else EXIT_OK
+
+
+async def run_case(case: Case, prefix: str, timeout: float) -> None:
+    name = f"{prefix} {case.scheme} {case.behaviour}"
+    if case.run is None:
+        case.status = f"SKIPPED: {case.skip}"
+        log(f"{name}: {case.status}")
+        return
+    log(f"{name}: running…")
+    try:
+        with trio.move_on_after(timeout) as scope:
+            await case.run(case.measures)
+        if scope.cancelled_caught:
+            case.status = f"FAILED: timed out after {timeout:g} s"
+    except Exception as exc:  # any failure is this row's result, not a crash
+        case.status = f"FAILED: {describe(leaves(exc)[0])}"
+    m = case.measures
+    detail = f" ({m.url})" if m.url else ""
+    log(f"{name}: {case.status}{detail}")
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_table(cases: list[Case], seconds: float) -> None:
+    header: tuple[str, ...] = (
+        "scheme",
+        "behaviour",
+        "round trips",
+        "MB/s",
+        "datagrams/s",
+    )
+    header += (f"{US}/round trip", "result")
+    rows: list[tuple[str, ...]] = [header]
+    for case in cases:
+        m = case.measures
+        rows.append(
+            (
+                case.scheme,
+                case.behaviour,
+                str(m.round_trips) if m.round_trips else "-",
+                _number(m.mb_per_s, 1),
+                _number(m.datagrams_per_s, 0),
+                _number(m.us_per_round_trip, 1),
+                case.status,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        cells = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+        ]
+        print("  ".join([*cells, row[-1]]))
+    passed = sum(case.status == "OK" for case in cases)
+    skipped = sum(case.status.startswith("SKIPPED") for case in cases)
+    failed = len(cases) - passed - skipped
+    print(f"{passed} passed, {failed} failed, {skipped} skipped in {seconds:.1f} s")
+    sys.stdout.flush()
