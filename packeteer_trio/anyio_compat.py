@@ -15,6 +15,9 @@ backend::
   ``fifo://``, the unnamed ``local://``);
 - :func:`listen` returns an :class:`anyio.abc.Listener`, :func:`serve` runs
   one;
+- :func:`open_datagram` returns a :class:`DatagramSocket`, an
+  :class:`anyio.abc.UnreliableObjectStream` of ``(bytes, URL)`` items;
+  :func:`connect_datagram` a :class:`DatagramChannel`, one of ``bytes``;
 - everything has a ``url`` and the typed attribute
   :attr:`PacketeerAttribute.url`, and where a socket is behind it,
   :class:`anyio.abc.SocketAttribute`'s attributes;
@@ -40,18 +43,24 @@ import anyio
 import anyio.abc
 
 from ._anyio._backend import PacketeerAttribute
+from ._anyio._datagram import DatagramChannel, DatagramSocket
 from ._anyio._listener import Listener
 from ._anyio._stream import wrap_stream
 from ._api import stream_scheme
+from ._datagram import _datagram_scheme
 from ._errors import InvalidURL
 from ._url import URL
 
 __all__ = [
+    "DatagramChannel",
+    "DatagramSocket",
     "Listener",
     "PacketeerAttribute",
     "URLConnectable",
     "connect",
+    "connect_datagram",
     "listen",
+    "open_datagram",
     "serve",
 ]
 
@@ -104,6 +113,49 @@ async def serve(
     async with listener:
         task_status.started([listener])
         await listener.serve(handler, task_group)
+
+
+async def open_datagram(url: str | URL) -> DatagramSocket:
+    """Bind a datagram socket at *url* (port 0 = ephemeral; see ``sock.url``).
+
+    An :class:`anyio.abc.UnreliableObjectStream` of ``(bytes, URL)``:
+    ``data, sender = await sock.receive()``, ``await sock.send((data, sender))``.
+    """
+    url = URL.parse(url)
+    scheme = _datagram_scheme(url, "open_datagram")
+    if scheme.open_datagram is None:
+        raise InvalidURL(
+            f"{url}: {url.scheme}:// cannot be bound; use connect_datagram()"
+        )
+    endpoint = await scheme.open_datagram(url)
+    try:
+        return DatagramSocket(endpoint)
+    except BaseException:
+        endpoint.close()
+        raise
+
+
+async def connect_datagram(
+    url: str | URL, *, local: str | URL | None = None
+) -> DatagramChannel:
+    """A connected datagram socket to *url*; *local* binds our end first.
+
+    An :class:`anyio.abc.UnreliableObjectStream` of ``bytes``, one datagram
+    per item. For ``local://`` peers to reply, our end needs an address:
+    give *local* (a path or abstract name); on Linux an abstract one is
+    picked otherwise.
+    """
+    url = URL.parse(url)
+    local_url = None if local is None else URL.parse(local)
+    scheme = _datagram_scheme(url, "connect_datagram")
+    if scheme.connect_datagram is None:
+        raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use open_datagram()")
+    endpoint = await scheme.connect_datagram(url, local_url)
+    try:
+        return DatagramChannel(endpoint)
+    except BaseException:
+        endpoint.close()
+        raise
 
 
 class URLConnectable(anyio.abc.ByteStreamConnectable):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import random
@@ -17,6 +18,7 @@ import pytest
 
 import packeteer_trio as pt
 from packeteer_trio import anyio_compat as pa
+from packeteer_trio._endpoints import SocketListenerEndpoint
 
 
 def open_fds() -> int:
@@ -235,6 +237,31 @@ async def test_fifo_sessions(tmp_path: Path) -> None:
         assert await second.receive() == b"again"
         await second.aclose()
     assert not (tmp_path / "f").exists()
+
+
+async def test_listener_waits_on_every_socket() -> None:
+    # A name may bind several addresses (127.0.0.1 and ::1 for "localhost"):
+    # accept then waits on all the sockets. Two loopback ports stand in here.
+    socks = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sock.setblocking(False)
+        socks.append(sock)
+    url = pt.URL.parse(f"tcp4://127.0.0.1:{socks[0].getsockname()[1]}")
+    async with pa.Listener(SocketListenerEndpoint(socks, url)) as listener:
+        assert listener.sockets == socks
+        for sock in reversed(socks):
+            port = sock.getsockname()[1]
+            client = await pa.connect(f"tcp4://127.0.0.1:{port}")
+            with anyio.fail_after(5):
+                server = await listener.accept()
+            async with client, server:
+                await client.send(b"hi")
+                assert await server.receive() == b"hi"
+                assert server.extra(SA.local_port) == port
+    assert all(sock.fileno() == -1 for sock in socks)
 
 
 # --- attributes ---------------------------------------------------------------
@@ -514,3 +541,198 @@ async def test_cancelled_receives_and_accepts_lose_nothing(
                 with anyio.move_on_after(0.0001):
                     received += await server.receive(1000)
             assert received == payload
+
+
+# --- datagrams ----------------------------------------------------------------
+
+
+def datagram_url(kind: str, tmp_path: Path, n: int) -> str:
+    if kind == "udp4":
+        return "udp4://127.0.0.1:0"
+    if kind == "udp6":
+        return "udp6://[::1]:0"
+    if kind == "local_path":
+        return f"local://{tmp_path}/dgram-{n}.sock?behaviour=datagram"
+    return abstract_url() + "?behaviour=datagram"
+
+
+DATAGRAM_KINDS = [
+    pytest.param("udp4"),
+    pytest.param("udp6", marks=needs_ipv6),
+    pytest.param("local_path", marks=posix_only),
+    pytest.param("local_abstract", marks=linux_only),
+]
+
+
+@pytest.mark.parametrize("kind", DATAGRAM_KINDS)
+async def test_datagram_round_trip(kind: str, tmp_path: Path) -> None:
+    server = await pa.open_datagram(datagram_url(kind, tmp_path, 1))
+    client = await pa.open_datagram(datagram_url(kind, tmp_path, 2))
+    async with server, client:
+        assert isinstance(server, anyio.abc.UnreliableObjectStream)
+        await client.send((b"hello", server.url))
+        with anyio.fail_after(5):
+            data, sender = await server.receive()
+        assert (data, sender) == (b"hello", client.url)
+        await server.send((data.upper(), sender))  # the sender is an address
+        assert await client.receive() == (b"HELLO", server.url)
+        # Addresses as text work too, and so do empty datagrams.
+        await client.send_to(b"", str(server.url))
+        assert await server.receive_from() == (b"", client.url)
+
+
+@pytest.mark.parametrize("kind", DATAGRAM_KINDS)
+async def test_datagram_channel_round_trip(kind: str, tmp_path: Path) -> None:
+    async with await pa.open_datagram(datagram_url(kind, tmp_path, 1)) as server:
+        local = datagram_url(kind, tmp_path, 2) if kind.startswith("local") else None
+        channel = await pa.connect_datagram(server.url, local=local)
+        async with channel:
+            assert isinstance(channel, anyio.abc.UnreliableObjectStream)
+            assert channel.url == server.url
+            for n in range(10):
+                await channel.send(b"ping %d" % n)
+                with anyio.fail_after(5):
+                    data, sender = await server.receive()
+                assert data == b"ping %d" % n
+                await server.send((b"pong %d" % n, sender))
+                with anyio.fail_after(5):
+                    assert await channel.receive() == b"pong %d" % n
+
+
+@posix_only
+async def test_datagram_unnamed_pair_reads_back() -> None:
+    async with await pa.open_datagram("local://?behaviour=datagram") as pair:
+        await pair.send((b"one", pair.url))
+        data, sender = await pair.receive()
+        assert (data, sender) == (b"one", pair.url)
+        await pair.send((b"two", sender))
+        assert await pair.receive() == (b"two", pair.url)
+        with pytest.raises(pt.InvalidURL, match="only to itself"):
+            await pair.send((b"x", "local:///tmp/elsewhere"))
+    async with await pa.connect_datagram("local://?behaviour=datagram") as channel:
+        await channel.send(b"loop")
+        assert await channel.receive() == b"loop"
+
+
+async def test_datagram_typed_attributes() -> None:
+    async with await pa.open_datagram("udp4://127.0.0.1:0") as server:
+        port = server.url.port
+        assert server.extra(pa.PacketeerAttribute.url) == server.url
+        assert server.extra(SA.family) == socket.AF_INET
+        assert server.extra(SA.local_address) == ("127.0.0.1", port)
+        assert server.extra(SA.local_port) == port
+        assert isinstance(server.extra(SA.raw_socket), socket.socket)
+        with pytest.raises(anyio.TypedAttributeLookupError):
+            server.extra(SA.remote_address)
+        async with await pa.connect_datagram(server.url) as channel:
+            assert channel.extra(SA.remote_address) == ("127.0.0.1", port)
+            assert channel.extra(SA.remote_port) == port
+            assert channel.extra(pa.PacketeerAttribute.url) == server.url
+            await channel.send(b"x")
+            _, sender = await server.receive()
+            assert sender.port == channel.extra(SA.local_port)
+
+
+async def test_datagram_size_errors() -> None:
+    async with (
+        await pa.open_datagram("udp4://127.0.0.1:0") as a,
+        await pa.open_datagram("udp4://127.0.0.1:0") as b,
+    ):
+        await a.send((b"x" * 1000, b.url))
+        await a.send((b"fits", b.url))
+        with pytest.raises(OSError, match="max_size=100") as info:
+            await b.receive(max_size=100)
+        assert info.value.errno == errno.EMSGSIZE
+        assert await b.receive(max_size=100) == (b"fits", a.url)
+        with pytest.raises(OSError, match="70000 bytes") as info:
+            await a.send((b"x" * 70000, b.url))
+        assert info.value.errno == errno.EMSGSIZE
+        async with await pa.connect_datagram(b.url) as channel:
+            await channel.send(b"?")
+            _, sender = await b.receive()
+            await b.send((b"q" * 300, sender))
+            with anyio.fail_after(5), pytest.raises(OSError, match="max_size=10"):
+                await channel.receive(max_size=10)
+
+
+async def test_datagram_errors() -> None:
+    with pytest.raises(pt.InvalidURL, match=r"connect\(\) or listen\(\)"):
+        await pa.open_datagram("tcp://127.0.0.1:0")
+    with pytest.raises(pt.InvalidURL, match="behaviour=datagram"):
+        await pa.connect_datagram("local:///tmp/x.sock")
+    async with await pa.open_datagram("udp4://127.0.0.1:0") as gone:
+        url = gone.url
+    async with await pa.open_datagram("udp4://127.0.0.1:0") as sock:
+        with pytest.raises(pt.InvalidURL, match="IPv6"):
+            await sock.send((b"x", "udp6://[::1]:5"))
+        with pytest.raises(pt.InvalidURL):
+            await sock.send((b"x", "not a url"))
+    # Nobody at the peer: ICMP says so on a later call; the channel stays usable.
+    async with await pa.connect_datagram(url) as channel:
+        with pytest.raises(ConnectionRefusedError, match=str(url)):
+            await channel.send(b"anyone?")
+            with anyio.fail_after(5):
+                await channel.receive()
+        async with anyio.create_task_group() as group:
+            group.start_soon(channel.receive)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(anyio.BusyResourceError):
+                await channel.receive()
+            group.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("connected", [False, True])
+async def test_datagram_closed_resource(connected: bool) -> None:
+    sock: anyio.abc.UnreliableObjectStream[Any]
+    server = await pa.open_datagram("udp4://127.0.0.1:0")
+    if connected:
+        sock = await pa.connect_datagram(server.url)
+    else:
+        sock = await pa.open_datagram("udp4://127.0.0.1:0")
+    async with anyio.create_task_group() as group:
+
+        async def blocked_receive() -> None:
+            with pytest.raises(anyio.ClosedResourceError):
+                await sock.receive()
+
+        group.start_soon(blocked_receive)
+        await anyio.wait_all_tasks_blocked()
+        await sock.aclose()
+    await sock.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        await sock.receive()
+    with pytest.raises(anyio.ClosedResourceError):
+        item: Any = b"x" if connected else (b"x", server.url)
+        await sock.send(item)
+    await server.aclose()
+
+
+async def test_datagram_cancellation_loses_nothing_and_leaks_nothing(
+    tmp_path: Path,
+) -> None:
+    before = open_fds()
+    for n in range(100):
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await pa.open_datagram("udp4://127.0.0.1:0")
+        async with await pa.open_datagram(datagram_url("local_path", tmp_path, n)):
+            pass
+    assert open_fds() == before
+    assert list(tmp_path.iterdir()) == []
+    async with (
+        await pa.open_datagram("udp4://127.0.0.1:0") as a,
+        await pa.open_datagram("udp4://127.0.0.1:0") as b,
+    ):
+        for n in range(100):
+            await a.send((b"%d" % n, b.url))
+            if n % 10 == 0:
+                await anyio.sleep(0.001)  # let some arrive before the receiver
+        received: list[int] = []
+        attempts = 0
+        with anyio.fail_after(10):
+            while len(received) < 100:
+                attempts += 1
+                with anyio.move_on_after(0 if attempts % 2 else 0.0001):
+                    data, _ = await b.receive()
+                    received.append(int(data))
+        assert received == list(range(100))

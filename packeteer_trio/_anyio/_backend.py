@@ -10,9 +10,12 @@ anyio's own trio streams); under asyncio they are anyio's.
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import trio
 
@@ -89,3 +92,39 @@ ANYIO = Backend(
 def current_backend() -> Backend:
     """TRIO when anyio runs on trio, else ANYIO (asyncio, with or without uvloop)."""
     return TRIO if trio.lowlevel.in_trio_task() else ANYIO
+
+
+def _anyio_sockaddr(address: Any) -> Any:
+    """A sockaddr the way anyio reports it: IPv6 as (host, port), scope in host."""
+    if isinstance(address, tuple) and len(address) == 4:
+        host, port, _flowinfo, scope_id = address
+        if scope_id:
+            return f"{host.split('%')[0]}%{scope_id}", port
+        return host, port
+    return address
+
+
+def socket_attributes(sock: socket.socket, url: URL) -> dict[Any, Callable[[], Any]]:
+    """``anyio.abc.SocketAttribute``'s attributes of *sock*, plus our URL.
+
+    As anyio's own sockets do: the remote address only for a connected
+    socket, ports only for IP sockets.
+    """
+    attribute = anyio.abc.SocketAttribute
+    attributes: dict[Any, Callable[[], Any]] = {
+        PacketeerAttribute.url: lambda: url,
+        attribute.family: lambda: sock.family,
+        attribute.local_address: lambda: _anyio_sockaddr(sock.getsockname()),
+        attribute.raw_socket: lambda: sock,
+    }
+    try:
+        peer = _anyio_sockaddr(sock.getpeername())
+    except OSError:
+        peer = None
+    if peer is not None:
+        attributes[attribute.remote_address] = lambda: peer
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        attributes[attribute.local_port] = lambda: sock.getsockname()[1]
+        if peer is not None:
+            attributes[attribute.remote_port] = lambda: peer[1]
+    return attributes

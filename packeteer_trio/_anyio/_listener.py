@@ -21,7 +21,7 @@ from .._endpoints import ListenerEndpoint, SocketListenerEndpoint
 from .._errors import PacketeerError
 from .._io import ConflictDetector
 from .._url import URL
-from ._backend import PacketeerAttribute, current_backend
+from ._backend import PacketeerAttribute, current_backend, socket_attributes
 from ._stream import wrap_stream
 
 # Running out of descriptors or memory is (often) temporary: like
@@ -32,15 +32,6 @@ _RESOURCE_ERRNOS = {
     if hasattr(errno, name)
 }
 _RESOURCE_PAUSE = 0.100
-
-
-def _sockaddr(sock: socket.socket) -> Any:
-    address = sock.getsockname()
-    if sock.family == socket.AF_INET6:
-        return address[:2]  # anyio's form: (host, port)
-    if isinstance(address, bytes):  # a Linux abstract name
-        return address.decode("utf-8", "surrogateescape")
-    return address
 
 
 class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
@@ -77,19 +68,10 @@ class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        attributes: dict[Any, Callable[[], Any]] = {
-            PacketeerAttribute.url: lambda: self._url
-        }
         socks = self.sockets
         if socks:
-            sock = socks[0]
-            attribute = anyio.abc.SocketAttribute
-            attributes[attribute.family] = lambda: sock.family
-            attributes[attribute.local_address] = lambda: _sockaddr(sock)
-            attributes[attribute.raw_socket] = lambda: sock
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                attributes[attribute.local_port] = lambda: sock.getsockname()[1]
-        return attributes
+            return socket_attributes(socks[0], self._url)
+        return {PacketeerAttribute.url: lambda: self._url}
 
     async def accept(self) -> anyio.abc.ByteStream:
         """Wait for the next connection and return its stream."""
