@@ -41,6 +41,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket
@@ -75,6 +76,8 @@ async def connect(url: str | URL) -> anyio.abc.ByteStream:
     scheme = stream_scheme(url, "connect")
     if scheme.connect is None:
         raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use listen()")
+    # Some schemes never wait (anon, fifo, local): make every verb a checkpoint.
+    await anyio.lowlevel.checkpoint()
     return await wrap_stream(await scheme.connect(url))
 
 
@@ -86,6 +89,7 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
         raise InvalidURL(
             f"{url}: {url.scheme}:// has nothing to listen on; use connect({url})"
         )
+    await anyio.lowlevel.checkpoint()
     endpoint = await scheme.listen(url, backlog)
     try:
         return Listener(endpoint)
@@ -127,6 +131,7 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
         raise InvalidURL(
             f"{url}: {url.scheme}:// cannot be bound; use connect_datagram()"
         )
+    await anyio.lowlevel.checkpoint()
     endpoint = await scheme.open_datagram(url)
     try:
         return DatagramSocket(endpoint)
@@ -150,6 +155,7 @@ async def connect_datagram(
     scheme = _datagram_scheme(url, "connect_datagram")
     if scheme.connect_datagram is None:
         raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use open_datagram()")
+    await anyio.lowlevel.checkpoint()
     endpoint = await scheme.connect_datagram(url, local_url)
     try:
         return DatagramChannel(endpoint)

@@ -519,6 +519,27 @@ async def test_cancelled_connects_leak_no_fd(tmp_path: Path) -> None:
     assert open_fds() == before - len(listeners)
 
 
+@posix_only
+async def test_every_verb_is_a_checkpoint(tmp_path: Path) -> None:
+    async with await pa.listen(f"fifo://{tmp_path}/f") as fifo:
+        before = open_fds()
+        for url in ("anon://", "local://", fifo.url):
+            for _ in range(50):
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await pa.connect(url)
+                    pytest.fail("connect was not a checkpoint")
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await pa.listen(f"local://{tmp_path}/never.sock")
+        for verb in (pa.open_datagram, pa.connect_datagram):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await verb("local://?behaviour=datagram")
+        assert open_fds() == before
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_cancelled_receives_and_accepts_lose_nothing(
     tcp_listener: pa.Listener,
 ) -> None:
