@@ -1,12 +1,14 @@
 """packeteer_trio: one socket-like API for every kind of inter-process I/O.
 
 Pick the transport by URL (``tcp://``, ``udp://``, ``local://``, ``fifo://``,
-``anon://``, ``pipe://``) and get a real trio Stream, Listener or Channel.
+``anon://``, ``pipe://``, ``tun://``, ``tap://``) and get a real trio Stream,
+Listener or Channel.
 """
 
 from ._api import connect, listen, serve
 from ._datagram import DatagramChannel, DatagramSocket, connect_datagram, open_datagram
 from ._errors import InvalidURL, PacketeerError, UnsupportedScheme
+from ._packet import PacketChannel
 from ._stream import Listener, PipeStream, SocketStream, Stream
 from ._url import URL, Query
 
@@ -16,6 +18,7 @@ __all__ = [
     "DatagramSocket",
     "InvalidURL",
     "Listener",
+    "PacketChannel",
     "PacketeerError",
     "PipeStream",
     "Query",

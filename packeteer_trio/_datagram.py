@@ -38,6 +38,7 @@ from trio.lowlevel import (
 from ._endpoints import PEER, DatagramEndpoint, SockAddr
 from ._errors import InvalidURL, with_url
 from ._io import ConflictDetector
+from ._packet import PacketChannel
 from ._registry import Scheme, lookup
 from ._sockinfo import socket_url, url_from_sockaddr
 from ._url import URL
@@ -487,15 +488,23 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
 
 async def connect_datagram(
     url: str | URL, *, local: str | URL | None = None
-) -> DatagramChannel:
+) -> DatagramChannel | PacketChannel:
     """A channel of datagrams to *url*; *local* binds our end first.
 
     For ``local://`` peers to reply, our end needs an address: give *local*
     (a path or abstract name); on Linux an abstract one is picked otherwise.
+    A packet device (``tun://``, ``tap://``) gives a :class:`PacketChannel`.
     """
     url = URL.parse(url)
     local_url = None if local is None else URL.parse(local)
     scheme = _datagram_scheme(url, "connect_datagram")
+    if scheme.connect_packet is not None:
+        if local_url is not None:
+            raise InvalidURL(f"{url}: {url.scheme}:// has no local address to bind")
+        # The checkpoint comes first: once the device exists, nothing may
+        # cancel us before the channel owns it.
+        await checkpoint()
+        return PacketChannel(await scheme.connect_packet(url))
     if scheme.connect_datagram is None:
         raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use open_datagram()")
     return DatagramChannel(await scheme.connect_datagram(url, local_url))

@@ -226,3 +226,23 @@ class DatagramEndpoint:
         if self.on_close is not None:
             on_close, self.on_close = self.on_close, None
             on_close()
+
+
+@dataclasses.dataclass(eq=False)
+class PacketEndpoint:
+    """A descriptor that moves whole packets by read()/write(): a tun/tap device.
+
+    Not a socket, so no sockaddrs and no recv flags: one ``read()`` is one
+    packet, one ``write()`` sends one. ``url`` names what was opened, with
+    anything the kernel chose filled in (``tun://`` → ``tun:///tun0``). The
+    descriptor is non-blocking; the face that wraps it owns it from then on.
+    """
+
+    fd: int
+    url: URL
+
+    def close(self) -> None:
+        """Close the fd (for when no face took ownership)."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)

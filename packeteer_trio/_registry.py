@@ -10,7 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 
-from ._endpoints import DatagramEndpoint, ListenerEndpoint, StreamEndpoint
+from ._endpoints import (
+    DatagramEndpoint,
+    ListenerEndpoint,
+    PacketEndpoint,
+    StreamEndpoint,
+)
 from ._errors import InvalidURL, UnsupportedScheme
 from ._url import URL
 
@@ -23,6 +28,8 @@ ListenStream = Callable[[URL, int | None], Awaitable[ListenerEndpoint]]
 # a connected one (bound first to *local* if given).
 OpenDatagram = Callable[[URL], Awaitable[DatagramEndpoint]]
 ConnectDatagram = Callable[[URL, URL | None], Awaitable[DatagramEndpoint]]
+# A packet device (tun/tap): not a socket; connect_datagram() wraps it.
+ConnectPacket = Callable[[URL], Awaitable[PacketEndpoint]]
 
 
 def _no_rules(url: URL, text: str) -> URL:
@@ -37,6 +44,8 @@ class Scheme:
     A factory left as ``None`` means the scheme has no such behaviour.
     ``unsupported`` names the reason (and the alternative) on platforms that
     lack the scheme; such a scheme rejects every URL with UnsupportedScheme.
+    ``connect_packet`` opens a packet device (tun/tap) that is no socket;
+    ``connect_datagram()`` gives a channel over it.
     """
 
     name: str
@@ -46,13 +55,14 @@ class Scheme:
     open_datagram: OpenDatagram | None = None
     connect_datagram: ConnectDatagram | None = None
     unsupported: str | None = None
+    connect_packet: ConnectPacket | None = None
 
     @property
     def behaviours(self) -> frozenset[str]:
         found = set()
         if self.connect or self.listen:
             found.add("stream")
-        if self.open_datagram or self.connect_datagram:
+        if self.open_datagram or self.connect_datagram or self.connect_packet:
             found.add("datagram")
         return frozenset(found)
 

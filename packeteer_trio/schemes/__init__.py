@@ -1,5 +1,5 @@
 """Built-in schemes: one module per transport, each registers itself."""
 
-from . import anon, fifo, local, pipe, tcp, udp
+from . import anon, fifo, local, pipe, tcp, tuntap, udp
 
-__all__ = ["anon", "fifo", "local", "pipe", "tcp", "udp"]
+__all__ = ["anon", "fifo", "local", "pipe", "tcp", "tuntap", "udp"]
