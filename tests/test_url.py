@@ -127,12 +127,12 @@ def test_behaviour_property() -> None:
 def test_family_mismatch_messages_name_the_url() -> None:
     with pytest.raises(InvalidURL, match=r"tcp4://\[::1\]:5.*IPv6"):
         URL.parse("tcp4://[::1]:5")
-    with pytest.raises(InvalidURL, match="tcp6://127.0.0.1.*IPv4"):
+    with pytest.raises(InvalidURL, match=r"tcp6://127\.0\.0\.1.*IPv4"):
         URL.parse("tcp6://127.0.0.1")
 
 
 def test_unknown_scheme_lists_known_ones() -> None:
-    with pytest.raises(InvalidURL, match="unknown scheme 'foo'.*tcp"):
+    with pytest.raises(InvalidURL, match=r"unknown scheme 'foo'.*tcp"):
         URL.parse("foo://x")
 
 

@@ -94,7 +94,9 @@ class FifoListenerEndpoint(ListenerEndpoint):
     def try_accept(self) -> StreamEndpoint | None:
         if self._in_session or self._closed:
             return None
-        fd = os.open(self.url.path, _READ_FLAGS) if self._reader is None else self._reader
+        fd = self._reader
+        if fd is None:
+            fd = os.open(self.url.path, _READ_FLAGS)
         self._reader = None
         self._in_session = True
         return StreamEndpoint(
