@@ -7,7 +7,22 @@ Listener or Channel.
 
 from ._api import connect, listen, serve
 from ._datagram import DatagramChannel, DatagramSocket, connect_datagram, open_datagram
-from ._errors import InvalidURL, PacketeerError, UnsupportedScheme
+from ._errors import (
+    InvalidURL,
+    PacketeerError,
+    SocketActivationError,
+    UnsupportedScheme,
+)
+from ._extend import (
+    DatagramSchemeFactory,
+    StreamSchemeFactory,
+    WrappedDatagramChannel,
+    WrappedDatagramSocket,
+    WrappedListener,
+    WrappedStream,
+    register_scheme,
+    unregister_scheme,
+)
 from ._packet import PacketChannel
 from ._stream import Listener, PipeStream, SocketStream, Stream
 from ._url import URL, Query
@@ -15,6 +30,7 @@ from ._url import URL, Query
 __all__ = [
     "URL",
     "DatagramChannel",
+    "DatagramSchemeFactory",
     "DatagramSocket",
     "InvalidURL",
     "Listener",
@@ -22,12 +38,20 @@ __all__ = [
     "PacketeerError",
     "PipeStream",
     "Query",
+    "SocketActivationError",
     "SocketStream",
     "Stream",
+    "StreamSchemeFactory",
     "UnsupportedScheme",
+    "WrappedDatagramChannel",
+    "WrappedDatagramSocket",
+    "WrappedListener",
+    "WrappedStream",
     "connect",
     "connect_datagram",
     "listen",
     "open_datagram",
+    "register_scheme",
     "serve",
+    "unregister_scheme",
 ]

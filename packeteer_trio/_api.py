@@ -8,6 +8,7 @@ from typing import Any
 import trio
 
 from ._errors import InvalidURL
+from ._extend import connect_user, listen_user
 from ._registry import Scheme, lookup
 from ._stream import Listener, Stream, wrap_stream
 from ._url import URL
@@ -25,9 +26,15 @@ def stream_scheme(url: URL, verb: str) -> Scheme:
 
 
 async def connect(url: str | URL) -> Stream:
-    """Open a byte stream to *url* (``tcp://host:port``, ``local:///path``, …)."""
+    """Open a byte stream to *url* (``tcp://host:port``, ``local:///path``, …).
+
+    A scheme added with :func:`register_scheme` gives its factory's stream,
+    wrapped in a :class:`WrappedStream` unless it is a packeteer Stream.
+    """
     url = URL.parse(url)
     scheme = stream_scheme(url, "connect")
+    if scheme.factory is not None:  # a scheme from register_scheme()
+        return await connect_user(scheme.factory, url)
     if scheme.connect is None:
         raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use listen()")
     return wrap_stream(await scheme.connect(url))
@@ -37,6 +44,8 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
     """Listen on *url*; the listener's ``url`` is the bound address."""
     url = URL.parse(url)
     scheme = stream_scheme(url, "listen")
+    if scheme.factory is not None:  # a scheme from register_scheme()
+        return await listen_user(scheme.factory, url, backlog)
     if scheme.listen is None:
         raise InvalidURL(
             f"{url}: {url.scheme}:// has nothing to listen on; use connect({url})"

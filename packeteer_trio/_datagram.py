@@ -479,6 +479,10 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
     """Bind a datagram socket at *url* (port 0 = ephemeral; see ``sock.url``)."""
     url = URL.parse(url)
     scheme = _datagram_scheme(url, "open_datagram")
+    if scheme.factory is not None:  # a scheme from register_scheme()
+        from ._extend import open_user_datagram  # _extend imports this module
+
+        return await open_user_datagram(scheme.factory, url)
     if scheme.open_datagram is None:
         raise InvalidURL(
             f"{url}: {url.scheme}:// cannot be bound; use connect_datagram()"
@@ -498,6 +502,10 @@ async def connect_datagram(
     url = URL.parse(url)
     local_url = None if local is None else URL.parse(local)
     scheme = _datagram_scheme(url, "connect_datagram")
+    if scheme.factory is not None:  # a scheme from register_scheme()
+        from ._extend import connect_user_datagram  # _extend imports this module
+
+        return await connect_user_datagram(scheme.factory, url, local_url)
     if scheme.connect_packet is not None:
         if local_url is not None:
             raise InvalidURL(f"{url}: {url.scheme}:// has no local address to bind")

@@ -20,6 +20,12 @@ class UnsupportedScheme(InvalidURL):
     """A known scheme that this platform does not have (e.g. pipe:// on POSIX)."""
 
 
+class SocketActivationError(PacketeerError):
+    """``fd://listen/…`` found no inherited socket: not started by a service
+    manager (LISTEN_FDS/LISTEN_PID missing), meant for another process
+    (LISTEN_PID differs), or no descriptor has that name or index."""
+
+
 def with_url(exc: OSError, url: URL | str, action: str) -> OSError:
     """Return an OSError of the same class and errno whose message names the URL.
 

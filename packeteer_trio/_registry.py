@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from ._endpoints import (
     DatagramEndpoint,
@@ -18,6 +19,9 @@ from ._endpoints import (
 )
 from ._errors import InvalidURL, UnsupportedScheme
 from ._url import URL
+
+if TYPE_CHECKING:
+    from ._extend import DatagramSchemeFactory, StreamSchemeFactory
 
 BEHAVIOURS = {"stream": "stream", "datagram": "datagram", "dgram": "datagram"}
 
@@ -46,6 +50,9 @@ class Scheme:
     lack the scheme; such a scheme rejects every URL with UnsupportedScheme.
     ``connect_packet`` opens a packet device (tun/tap) that is no socket;
     ``connect_datagram()`` gives a channel over it.
+    ``factory`` is set for schemes added with the public ``register_scheme``:
+    their factories build finished trio objects, which the trio face uses
+    instead of raw endpoints (see :mod:`._extend`); None for built-ins.
     """
 
     name: str
@@ -56,6 +63,7 @@ class Scheme:
     connect_datagram: ConnectDatagram | None = None
     unsupported: str | None = None
     connect_packet: ConnectPacket | None = None
+    factory: StreamSchemeFactory | DatagramSchemeFactory | None = None
 
     @property
     def behaviours(self) -> frozenset[str]:
@@ -100,6 +108,11 @@ def register(scheme: Scheme, *, replace: bool = False) -> None:
     if name in _schemes and not replace:
         raise ValueError(f"scheme {name!r} is already registered")
     _schemes[name] = scheme
+
+
+def unregister(name: str) -> Scheme:
+    """Remove *name* from the table and return its scheme (KeyError if absent)."""
+    return _schemes.pop(name)
 
 
 def _load_builtins() -> None:

@@ -1,5 +1,6 @@
 """Built-in schemes: one module per transport, each registers itself."""
 
-from . import anon, fifo, local, pipe, tcp, tuntap, udp
+# tls registers itself through the public register_scheme(), as a user would.
+from . import anon, fd, fifo, local, pipe, tcp, tls, tuntap, udp
 
-__all__ = ["anon", "fifo", "local", "pipe", "tcp", "tuntap", "udp"]
+__all__ = ["anon", "fd", "fifo", "local", "pipe", "tcp", "tls", "tuntap", "udp"]
