@@ -37,7 +37,12 @@ async def connect(url: str | URL) -> Stream:
         return await connect_user(scheme.factory, url)
     if scheme.connect is None:
         raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use listen()")
-    return wrap_stream(await scheme.connect(url))
+    # Some schemes never wait (anon, fifo, an unnamed pair): the checkpoint
+    # pair keeps every connect() a checkpoint without risking the new fds.
+    await trio.lowlevel.checkpoint_if_cancelled()
+    stream = wrap_stream(await scheme.connect(url))
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    return stream
 
 
 async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
@@ -50,7 +55,10 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
         raise InvalidURL(
             f"{url}: {url.scheme}:// has nothing to listen on; use connect({url})"
         )
-    return Listener(await scheme.listen(url, backlog))
+    await trio.lowlevel.checkpoint_if_cancelled()
+    listener = Listener(await scheme.listen(url, backlog))
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    return listener
 
 
 async def serve(

@@ -458,3 +458,19 @@ async def test_accept_close_wakes_waiter() -> None:
         await listener.aclose()
 
 
+
+
+@posix_only
+@pytest.mark.trio
+async def test_connect_and_listen_are_checkpoints(tmp_path: Path) -> None:
+    for url in ("anon://", "local://"):
+        with trio.testing.assert_checkpoints():
+            stream = await pt.connect(url)
+        await stream.aclose()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await pt.connect(url)
+        assert scope.cancelled_caught
+    with trio.testing.assert_checkpoints():
+        listener = await pt.listen(f"fifo://{tmp_path}/cp")
+    await listener.aclose()
