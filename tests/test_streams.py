@@ -220,6 +220,7 @@ async def test_listener_url_has_real_port() -> None:
                 assert server.local_address == listener.url
                 assert client.peer_address == listener.url
                 assert server.peer_address == client.local_address
+                assert isinstance(client, SocketStream)
                 assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
                 await client.send_all(b"x")
                 buffer = bytearray(10)
@@ -302,7 +303,7 @@ async def test_local_listener_owns_its_file(tmp_path: Path) -> None:
     async with await pt.connect(f"local://{path}") as client:
         async with await listener.accept() as server:
             assert isinstance(server, SocketStream)
-            pid, uid, gid = server.peer_credentials()  # type: ignore[attr-defined]
+            pid, uid, gid = server.peer_credentials()
             assert (pid, uid, gid) == (os.getpid(), os.getuid(), os.getgid())
             await client.send_all(b"hi")
             assert await server.receive_some() == b"hi"
