@@ -1,4 +1,7 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``.
+
+``nox -s bench [-- NAME ... --rounds N]`` runs the benchmarks (not by default).
+"""
 
 from __future__ import annotations
 
@@ -25,3 +28,10 @@ def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     for platform in ("linux", "darwin", "win32"):
         session.run("mypy", "--strict", "--platform", platform)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The comparisons of benchmarks/ (python -m benchmarks); args pass through."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -24,6 +24,8 @@ MODULES = [
     "scheduler",
     "scaling",
 ]
+# The rest need AF_UNIX sockets, FIFOs or trio.lowlevel.FdStream.
+WINDOWS = {"relay", "scaling"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,10 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; pick from {MODULES}")
     if args.rounds < 1 or args.scale <= 0:
         parser.error("--rounds must be >= 1 and --scale > 0")
+    names = args.names or MODULES
+    if sys.platform == "win32":
+        skipped = [name for name in names if name not in WINDOWS]
+        if skipped:
+            progress(f"skipped on Windows (POSIX only): {', '.join(skipped)}")
+        names = [name for name in names if name in WINDOWS]
     config = Config(rounds=args.rounds, scale=args.scale, verbose=args.verbose)
     rows: list[Row] = []
     started = time.perf_counter()
-    for name in args.names or MODULES:
+    for name in names:
         progress(f"{name} ...")
         begun = time.perf_counter()
         module = importlib.import_module(f"{__package__}.{name}")

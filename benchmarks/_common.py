@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 
@@ -68,7 +68,7 @@ class Row:
 
 def measure(
     config: Config,
-    contenders: dict[str, Callable[[], float]],
+    contenders: Mapping[str, Callable[[], float]],
     *,
     label: str = "",
 ) -> dict[str, list[float]]:
@@ -97,7 +97,7 @@ def rows_from(
     group: str,
     name: str,
     unit: str,
-    results: dict[str, list[float]],
+    results: Mapping[str, list[float]],
     ours: str,
     pairs: Sequence[tuple[str, float | None]],
     note: str = "",

@@ -26,6 +26,8 @@ import sys
 import time
 from collections.abc import Callable
 
+assert sys.platform != "win32", "POSIX only: AF_UNIX datagram sockets"
+
 PAYLOAD = b"q" * 64
 STOP = b"STOP"
 _REFILL_AFTER = 0.1  # seconds without a reply: assume the window was lost
@@ -83,6 +85,8 @@ def run(command: list[str]) -> str:
     timeout = struct.pack("ll", 0, int(_REFILL_AFTER * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
     try:
+        send: Callable[[bytes], object]
+        receive: Callable[[int], object]
         if mode == "connected":
             sock.connect(server)
             send, receive = sock.send, sock.recv

@@ -61,6 +61,7 @@ def anyio_tcp() -> OpenDuplex:
     async def open_duplex() -> AsyncIterator[Duplex]:
         multi = await anyio.create_tcp_listener(local_host="127.0.0.1")
         [listener] = multi.listeners
+        assert isinstance(listener, anyio.abc.SocketListener)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         client = await anyio.connect_tcp("127.0.0.1", port)
         server = await listener.accept()

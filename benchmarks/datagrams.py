@@ -16,18 +16,22 @@ Every server stops at the client's ``STOP`` datagram (the last it sends).
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import struct
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
 import packeteer_trio as pt
 
 from ._common import Config, Row, measure, rows_from, temp_dir, temp_path
+
+assert sys.platform != "win32", "POSIX only: local:// datagram sockets"
 
 STOP = b"STOP"
 SECONDS = 0.6
@@ -96,15 +100,15 @@ class Target:
             sock.bind(self._path("srv"))
         return sock
 
-    def command(self, bound: object) -> str:
+    def command(self, bound: Any) -> str:
         """The client's command for a server bound at *bound* (a sockaddr)."""
         if self.kind == "udp":
-            host, port = bound  # type: ignore[misc]
+            host, port = bound
             return f"inet {host} {port} {UDP_WINDOW} {self._seconds} {self.mode}"
         client_path = self._path("cli")
         return f"unix {bound} {client_path} {LOCAL_WINDOW} {self._seconds} {self.mode}"
 
-    def done(self, bound: object) -> None:
+    def done(self, bound: Any) -> None:
         if self.kind != "udp" and isinstance(bound, str) and os.path.exists(bound):
             os.unlink(bound)
 
@@ -205,7 +209,7 @@ def run(config: Config) -> list[Row]:
             for kind, mode in KINDS:
                 target = Target(kind, mode, directory, seconds)
                 contenders = {
-                    name: (lambda serve=serve, target=target: serve(target, client))
+                    name: functools.partial(serve, target, client)
                     for name, serve in SERVERS.items()
                 }
                 results = measure(config, contenders, label=f"{kind} {mode} echo")

@@ -9,16 +9,18 @@ with an echo task at the far end.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import trio
-from trio.lowlevel import FdStream
 
 import packeteer_trio as pt
 
 from ._common import Config, Row, measure, rows_from, temp_dir, temp_path
 from ._loops import OpenDuplex, OpenPair, bulk, close_all, ping_pong, run_trio
+
+assert sys.platform != "win32", "POSIX only: FIFOs and trio.lowlevel.FdStream"
 
 BULK_BYTES = 256 * 1024 * 1024
 ROUND_TRIPS = 10_000
@@ -36,7 +38,7 @@ async def anon_pair() -> tuple[Pair, list[trio.abc.AsyncResource]]:
 
 async def fd_pair() -> tuple[Pair, list[trio.abc.AsyncResource]]:
     read_fd, write_fd = os.pipe()
-    sender, receiver = FdStream(write_fd), FdStream(read_fd)
+    sender, receiver = trio.lowlevel.FdStream(write_fd), trio.lowlevel.FdStream(read_fd)
     return (sender, receiver), [sender, receiver]
 
 

@@ -90,7 +90,7 @@ def ours(peer: Peer, total: int) -> float:
     return peer.result()
 
 
-async def _copy(source: trio.abc.Stream, sink: trio.abc.Stream) -> None:
+async def _copy(source: trio.SocketStream, sink: trio.SocketStream) -> None:
     while data := await source.receive_some(CHUNK):
         await sink.send_all(data)
     await sink.send_eof()
@@ -111,35 +111,36 @@ def trio_copy(peer: Peer, total: int) -> float:
     return peer.result()
 
 
-def _splice_all(source: int, sink: int, pipe: tuple[int, int]) -> None:
-    import fcntl
+if sys.platform == "linux":
 
-    read_end, write_end = pipe
-    size = fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    while count := os.splice(source, write_end, size):
-        while count:
-            count -= os.splice(read_end, sink, count)
+    def _splice_all(source: int, sink: int, pipe: tuple[int, int]) -> None:
+        import fcntl
 
+        read_end, write_end = pipe
+        size = fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        while count := os.splice(source, write_end, size):
+            while count:
+                count -= os.splice(read_end, sink, count)
 
-def raw_splice(peer: Peer, total: int) -> float:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        peer.start(listener.getsockname()[1], total)
-        down, _ = listener.accept()
-    pipe = os.pipe()
-    try:
-        with down, socket.create_connection(("127.0.0.1", peer.sink_port)) as up:
-            _splice_all(down.fileno(), up.fileno(), pipe)
-            up.shutdown(socket.SHUT_WR)
-            # The way back carries only the sink's end of file.
-            while up.recv(CHUNK):
-                pass
-            down.shutdown(socket.SHUT_WR)
-    finally:
-        for fd in pipe:
-            os.close(fd)
-    return peer.result()
+    def raw_splice(peer: Peer, total: int) -> float:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            peer.start(listener.getsockname()[1], total)
+            down, _ = listener.accept()
+        pipe = os.pipe()
+        try:
+            with down, socket.create_connection(("127.0.0.1", peer.sink_port)) as up:
+                _splice_all(down.fileno(), up.fileno(), pipe)
+                up.shutdown(socket.SHUT_WR)
+                # The way back carries only the sink's end of file.
+                while up.recv(CHUNK):
+                    pass
+                down.shutdown(socket.SHUT_WR)
+        finally:
+            for fd in pipe:
+                os.close(fd)
+        return peer.result()
 
 
 def run(config: Config) -> list[Row]:
@@ -150,7 +151,7 @@ def run(config: Config) -> list[Row]:
             "packeteer relay": lambda: ours(peer, total),
             "trio copy loop": lambda: trio_copy(peer, total),
         }
-        if hasattr(os, "splice"):
+        if sys.platform == "linux":
             contenders["raw os.splice loop"] = lambda: raw_splice(peer, total)
         results = measure(config, contenders, label="relay")
     finally:

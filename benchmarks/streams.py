@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,8 @@ import packeteer_trio as pt
 
 from ._common import Config, Row, measure, rows_from, temp_dir, temp_path
 from ._loops import OpenDuplex, bulk, close_all, ping_pong, run_trio
+
+assert sys.platform != "win32", "POSIX only: local:// and trio.open_unix_socket"
 
 BULK_BYTES = 256 * 1024 * 1024
 ROUND_TRIPS = 10_000
