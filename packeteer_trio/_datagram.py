@@ -233,6 +233,7 @@ class DatagramSocket(_DatagramBase):
             )
             waited, pause = False, 0.0
             for data, address, target in batch:
+                again = False  # back off only on repeated EAGAIN for one datagram
                 while True:
                     try:
                         if target is PEER:
@@ -242,8 +243,8 @@ class DatagramSocket(_DatagramBase):
                         break
                     except BlockingIOError:
                         wait_fd = send_fd if target is PEER else fd
-                        pause = await self._wait_room(wait_fd, pause, waited)
-                        waited = True
+                        pause = await self._wait_room(wait_fd, pause, again)
+                        again = waited = True
                     except OSError as exc:
                         raise self._error(exc, f"send_many to {address}", data) from exc
             if not waited:
@@ -273,11 +274,12 @@ class DatagramSocket(_DatagramBase):
                 except OSError as exc:
                     raise self._error(exc, "receive_from") from exc
             sender = self._senders.get(address) or self._new_sender(address)
+            data = bytes(view[: min(count, size)])  # before any await: shared buffer
             if not waited:
                 await cancel_shielded_checkpoint()
             if count > size:
                 raise self._truncated(count, size, sender)
-            return bytes(view[:count]), sender
+            return data, sender
 
     async def receive_many(
         self, max_count: int = 64, *, max_size: int | None = None
@@ -344,12 +346,14 @@ class DatagramSocket(_DatagramBase):
         except trio.ClosedResourceError:
             raise self._closed_error() from None
 
-    async def _wait_room(self, fd: int, pause: float, waited: bool) -> float:
-        # An AF_UNIX socket polls writable while the *peer's* queue is full,
-        # so a second EAGAIN in a row backs off instead of spinning.
-        if waited:
+    async def _wait_room(self, fd: int, pause: float, again: bool) -> float:
+        # An unconnected AF_UNIX socket polls writable while the *peer's*
+        # queue is full, so a second EAGAIN in a row backs off, not spins.
+        if again:
             await trio.sleep(pause)
             pause = min(pause * 2 or 0.001, 0.05)
+        else:
+            pause = 0.0
         try:
             await wait_writable(fd)
         except trio.ClosedResourceError:
@@ -360,6 +364,8 @@ class DatagramSocket(_DatagramBase):
         """The slow path of address lookup: by value, then ask the scheme."""
         target = self._by_value.get(address)
         if target is not None:
+            if len(self._by_id) >= _CACHE_LIMIT:  # new objects, same values
+                self._by_id.clear()
             self._by_id[id(address)] = (address, target)
             return target
         url = URL.parse(address)
@@ -444,11 +450,12 @@ class DatagramChannel(_DatagramBase, trio.abc.Channel[bytes]):
                     waited = True
                 except OSError as exc:
                     raise self._error(exc, "receive") from exc
+            data = bytes(view[: min(count, size)])  # before any await: shared buffer
             if not waited:
                 await cancel_shielded_checkpoint()
             if count > size:
                 raise self._truncated(count, size, self.url)
-            return bytes(view[:count])
+            return data
 
     @property
     def local_address(self) -> URL:
