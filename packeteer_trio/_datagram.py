@@ -300,14 +300,16 @@ class DatagramSocket(_DatagramBase):
             if self._pending is not None:
                 error, self._pending = self._pending, None
                 raise error
-            view = getattr(_local, "view", None)
-            if view is None or len(view) <= size:
-                view = _grow_buffer(size)
-            sock, senders = self._sock, self._senders
+            # Per datagram, recvfrom() costs less than recvfrom_into() plus a
+            # copy out of the shared buffer (~0.3 us of ~5). With MSG_TRUNC a
+            # datagram larger than the size+1 bytes asked for comes back as a
+            # bytes object of its real length whose tail is garbage: only its
+            # length is used, to report it.
+            recvfrom, senders, limit = self._sock.recvfrom, self._senders, size + 1
             waited = False
             while True:
                 try:
-                    count, address = sock.recvfrom_into(view, size + 1, _TRUNC)
+                    data, address = recvfrom(limit, _TRUNC)
                     break
                 except BlockingIOError:
                     await self._wait_data()
@@ -316,17 +318,18 @@ class DatagramSocket(_DatagramBase):
                     raise self._error(exc, "receive_many") from exc
             # From here on no await until the end: nothing taken can be lost.
             result: list[tuple[bytes, URL]] = []
+            append = result.append
             failure: Exception | None = None
             while True:
                 sender = senders.get(address) or self._new_sender(address)
-                if count > size:
-                    failure = self._truncated(count, size, sender)
+                if len(data) > size:
+                    failure = self._truncated(len(data), size, sender)
                     break
-                result.append((bytes(view[:count]), sender))
+                append((data, sender))
                 if len(result) >= max_count:
                     break
                 try:
-                    count, address = sock.recvfrom_into(view, size + 1, _TRUNC)
+                    data, address = recvfrom(limit, _TRUNC)
                 except BlockingIOError:
                     break
                 except OSError as exc:
