@@ -96,7 +96,7 @@ def describe(exc: BaseException) -> str:
         if exc.filename is not None:
             text += f": {exc.filename}"
     elif isinstance(exc, trio.TooSlowError):
-        text = "timed out"
+        text = str(exc) or "timed out"
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())
@@ -171,15 +171,27 @@ async def _interruptible(command: Command, args: argparse.Namespace) -> int:
 # -- stdin / stdout as trio byte sources and sinks ---------------------------
 
 
-def _is_pollable(fd: int) -> bool:
-    # Pipes and sockets can wait in trio's I/O loop; ttys are shared with the
-    # shell (non-blocking mode would leak to it) and regular files are never
-    # "not ready", so those go through a worker thread or plain writes.
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return False
-    return sys.platform != "win32" and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))
+if sys.platform == "win32":  # pragma: no cover
+
+    def _pollable(fd: int) -> trio.abc.Stream | None:
+        return None  # no FdStream: stdio goes through threads
+
+else:
+
+    def _pollable(fd: int) -> trio.abc.Stream | None:
+        """A trio stream over a copy of *fd* if it is a pipe or a socket.
+
+        Those can wait in trio's I/O loop. A tty is shared with the shell
+        (non-blocking mode would leak to it) and a regular file is never "not
+        ready", so those go through a worker thread or plain writes instead.
+        """
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return None
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            return trio.lowlevel.FdStream(os.dup(fd))
+        return None
 
 
 class StdinSource:
@@ -187,9 +199,7 @@ class StdinSource:
 
     def __init__(self) -> None:
         self._fd = -1 if sys.stdin is None else sys.stdin.fileno()
-        self._stream: trio.abc.ReceiveStream | None = None
-        if self._fd >= 0 and _is_pollable(self._fd):
-            self._stream = trio.lowlevel.FdStream(os.dup(self._fd))
+        self._stream = _pollable(self._fd) if self._fd >= 0 else None
 
     async def read(self, max_bytes: int = 65536) -> bytes | bytearray:
         if self._stream is not None:
@@ -213,9 +223,7 @@ class StdoutSink:
     def __init__(self) -> None:
         sys.stdout.flush()
         self._fd = sys.stdout.fileno()
-        self._stream: trio.abc.SendStream | None = None
-        if _is_pollable(self._fd):
-            self._stream = trio.lowlevel.FdStream(os.dup(self._fd))
+        self._stream = _pollable(self._fd)
 
     async def write(self, data: bytes | bytearray) -> None:
         if self._stream is not None:

@@ -25,6 +25,7 @@ import trio
 
 from .._url import URL
 from ._common import EXIT_FAILURE, EXIT_OK, US, describe, leaves, log
+from ._demo_datagrams import demo_cases
 from ._demo_streams import Measures, fifo_case, self_pipe_case, socket_case
 
 if TYPE_CHECKING:
@@ -128,10 +129,6 @@ def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
 
 
 def datagram_cases(tmp: Path, count: int) -> list[Case]:
-    try:
-        from ._datagrams import demo_cases
-    except ImportError:  # this build has no datagram connectors
-        return []
     return [
         Case(scheme, "datagram", make, skip)
         for scheme, make, skip in demo_cases(tmp, count, has_ipv6_loopback())

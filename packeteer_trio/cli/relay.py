@@ -53,6 +53,14 @@ def add_parser(subparsers: Subparsers) -> None:
         help="print bytes each way and MB/s for every connection when it closes",
     )
     parser.add_argument(
+        "--idle",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="datagrams: forget a sender after this long without replies "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="don't log connections and errors"
     )
     parser.set_defaults(run=run, interrupt_code=EXIT_OK)
