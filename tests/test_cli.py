@@ -189,7 +189,7 @@ def test_echo_cat_round_trip_datagrams(tmp_path: Path, family: str) -> None:
         "local": f"local://{tmp_path}/d.sock?behaviour=datagram",
     }[family]
     with running("echo", url) as server:
-        result = cli("cat", server.bound_url(), "--linger", "0.5", data=b"one\ntwo\n")
+        result = cli("cat", server.bound_url(), data=b"one\ntwo\n")
         assert result.returncode == 0, result.stderr
         assert result.stdout == b"one\ntwo\n"
         server.wait_for("datagrams from")
@@ -279,7 +279,7 @@ def test_relay_datagrams() -> None:
     with running("echo", "-q", "udp4://127.0.0.1:0") as backend:
         backend_url = backend.bound_url()
         with running("relay", "udp4://127.0.0.1:0", backend_url) as relay:
-            result = cli("cat", relay.bound_url(), "--linger", "0.5", data=b"a\nb\n")
+            result = cli("cat", relay.bound_url(), data=b"a\nb\n")
             assert result.stdout == b"a\nb\n"
 
 

@@ -226,12 +226,15 @@ class StdoutSink:
         self._stream = _pollable(self._fd)
 
     async def write(self, data: bytes | bytearray) -> None:
-        if self._stream is not None:
-            await self._stream.send_all(data)
-            return
-        view = memoryview(data)
-        while view:  # a tty or a file: fast, and blocking is what it does
-            view = view[os.write(self._fd, view) :]
+        try:
+            if self._stream is not None:
+                await self._stream.send_all(data)
+                return
+            view = memoryview(data)
+            while view:  # a tty or a file: fast, and blocking is what it does
+                view = view[os.write(self._fd, view) :]
+        except (trio.BrokenResourceError, BrokenPipeError) as exc:
+            raise trio.BrokenResourceError("stdout was closed by its reader") from exc
         await trio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
