@@ -151,6 +151,9 @@ def test_demo_only_filters_rows() -> None:
     out = result.stdout.decode()
     assert result.returncode == 0
     assert "anon" in out and "tcp4" not in out
+    result = cli("demo", "--only", "nothing-like-this")
+    assert result.returncode == 2
+    assert "nothing-like-this" in one_line_error(result)
 
 
 # -- echo + cat -------------------------------------------------------------------
