@@ -26,18 +26,23 @@ from ._extend import (
 from ._packet import PacketChannel
 from ._stream import Listener, PipeStream, SocketStream, Stream
 from ._url import URL, Query
+from .scheduler import IO_EVENTS, Events, Registration, Scheduler, open_scheduler
 
 __all__ = [
+    "IO_EVENTS",
     "URL",
     "DatagramChannel",
     "DatagramSchemeFactory",
     "DatagramSocket",
+    "Events",
     "InvalidURL",
     "Listener",
     "PacketChannel",
     "PacketeerError",
     "PipeStream",
     "Query",
+    "Registration",
+    "Scheduler",
     "SocketActivationError",
     "SocketStream",
     "Stream",
@@ -51,6 +56,7 @@ __all__ = [
     "connect_datagram",
     "listen",
     "open_datagram",
+    "open_scheduler",
     "register_scheme",
     "serve",
     "unregister_scheme",
