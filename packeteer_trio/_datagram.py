@@ -7,23 +7,14 @@ arrive before a datagram leaves or is taken from the kernel.
 
 Receiving reads into a per-thread buffer one byte larger than ``max_size``
 (with ``MSG_TRUNC`` on Linux, which reports the real size), so a datagram that
-does not fit is detected and reported, never silently cut.
-
-Destinations: ``send_to`` takes ``str | URL``; the scheme turns it into a
-sockaddr and we cache that per socket, keyed by the object's identity first
-(hashing a URL costs more than a send's bookkeeping) and by value second.
-Senders' URLs are cached the other way round, so replying to ``sender`` is
-two dict hits. Host names are resolved on every send: DNS answers expire.
+does not fit is detected and reported, never silently cut. The address caches
+and error messages are shared with the anyio face in :mod:`._datagram_core`.
 """
 
 from __future__ import annotations
 
-import errno
 import socket
-import sys
-import threading
 from collections.abc import Iterable
-from typing import Any
 
 import trio
 from trio.lowlevel import (
@@ -35,51 +26,27 @@ from trio.lowlevel import (
     wait_writable,
 )
 
-from ._endpoints import PEER, DatagramEndpoint, SockAddr
-from ._errors import InvalidURL, with_url
+from ._datagram_core import (
+    TRUNC,
+    Data,
+    DatagramCore,
+    check_size,
+    datagram_scheme,
+    receive_buffer,
+)
+from ._endpoints import PEER, DatagramEndpoint
+from ._errors import InvalidURL
 from ._io import ConflictDetector
 from ._packet import PacketChannel
-from ._registry import Scheme, lookup
-from ._sockinfo import socket_url, url_from_sockaddr
+from ._sockinfo import socket_url
 from ._url import URL
 
-# Any UDP payload fits (65507 bytes over IPv4, 65527 over IPv6).
-DEFAULT_MAX_SIZE = 65536
-Data = bytes | bytearray | memoryview
-# Linux reports a datagram's real size when asked with MSG_TRUNC; elsewhere a
-# full buffer (max_size + 1 bytes) is all we learn.
-_TRUNC = socket.MSG_TRUNC if sys.platform.startswith("linux") else 0
-_CACHE_LIMIT = 1024
-_local = threading.local()  # one receive buffer per thread: no await in between
 
-
-def _grow_buffer(size: int) -> memoryview:
-    view = memoryview(bytearray(max(size, DEFAULT_MAX_SIZE) + 1))
-    _local.view = view
-    return view
-
-
-def _check_size(max_size: int | None) -> int:
-    if max_size is None:
-        return DEFAULT_MAX_SIZE
-    if max_size < 0:
-        raise ValueError("max_size must be >= 0")
-    return max_size
-
-
-class _DatagramBase(trio.abc.AsyncResource):
-    """What both classes share: ownership, closing, options, errors."""
-
-    url: URL
+class _DatagramBase(DatagramCore, trio.abc.AsyncResource):
+    """What both classes share beyond the core: conflicts, closing, options."""
 
     def __init__(self, endpoint: DatagramEndpoint) -> None:
-        self.url = endpoint.url
-        self._sock = endpoint.sock
-        self._send_sock = endpoint.send_sock or endpoint.sock
-        self._fd = self._sock.fileno()
-        self._send_fd = self._send_sock.fileno()
-        self._on_close = endpoint.on_close
-        self._closed = False
+        super().__init__(endpoint)
         self._send_conflict = ConflictDetector(
             f"{self.url}: another task is already sending on this socket",
             trio.BusyResourceError,
@@ -95,15 +62,11 @@ class _DatagramBase(trio.abc.AsyncResource):
         return self._sock
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
+        for sock in self._sockets_to_close():
             # Wakes any task waiting on the fd with ClosedResourceError.
-            for sock in {self._sock, self._send_sock}:
-                notify_closing(sock)
-                sock.close()
-            if self._on_close is not None:
-                on_close, self._on_close = self._on_close, None
-                on_close()
+            notify_closing(sock)
+            sock.close()
+        self._after_close()
         await checkpoint()
 
     def fileno(self) -> int:
@@ -125,36 +88,6 @@ class _DatagramBase(trio.abc.AsyncResource):
     def _closed_error(self) -> trio.ClosedResourceError:
         return trio.ClosedResourceError(f"{self.url}: this datagram socket was closed")
 
-    def _error(self, exc: OSError, action: str, data: Data | None = None) -> Exception:
-        if self._closed or exc.errno == errno.EBADF:
-            return self._closed_error()
-        if exc.errno == errno.EMSGSIZE and data is not None:
-            size = memoryview(data).nbytes
-            return OSError(
-                errno.EMSGSIZE,
-                f"{self.url}: {action} failed: the datagram is {size} bytes, "
-                "too long for one datagram on this socket",
-            )
-        if exc.errno == errno.ECONNREFUSED:
-            return ConnectionRefusedError(
-                errno.ECONNREFUSED,
-                f"{self.url}: {action} failed: connection refused (nothing is "
-                "receiving at the peer's address; the socket stays usable)",
-            )
-        return with_url(exc, self.url, action)
-
-    def _truncated(self, real: int, size: int, sender: object) -> OSError:
-        told = f"{real}-byte" if _TRUNC else f"more than {size} byte"
-        origin = f" from {sender}" if sender is not None else ""
-        return OSError(
-            errno.EMSGSIZE,
-            f"{self.url}: receive failed: a {told} datagram{origin} did not fit "
-            f"max_size={size} and was dropped; receive with a larger max_size",
-        )
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}{' closed' if self._closed else ''}>"
-
 
 class DatagramSocket(_DatagramBase):
     """A bound, unconnected datagram socket from :func:`open_datagram`.
@@ -165,13 +98,6 @@ class DatagramSocket(_DatagramBase):
 
     def __init__(self, endpoint: DatagramEndpoint) -> None:
         super().__init__(endpoint)
-        self._family = self._sock.family
-        self._pair = endpoint.send_sock is not None
-        self._lookup_url = endpoint.lookup
-        self._resolve = endpoint.resolve
-        self._by_id: dict[int, tuple[object, SockAddr]] = {}
-        self._by_value: dict[object, SockAddr] = {}
-        self._senders: dict[object, URL] = {}
         self._pending: Exception | None = None  # an error receive_many deferred
 
     async def send_to(self, data: Data, address: str | URL) -> None:
@@ -254,19 +180,17 @@ class DatagramSocket(_DatagramBase):
         """Receive one datagram: ``(data, sender)``; *sender* works for send_to."""
         with self._receive_conflict:
             await checkpoint_if_cancelled()
-            size = _check_size(max_size)
+            size = check_size(max_size)
             if self._closed:
                 raise self._closed_error()
             if self._pending is not None:
                 error, self._pending = self._pending, None
                 raise error
-            view = getattr(_local, "view", None)
-            if view is None or len(view) <= size:
-                view = _grow_buffer(size)
+            view = receive_buffer(size)
             waited = False
             while True:
                 try:
-                    count, address = self._sock.recvfrom_into(view, size + 1, _TRUNC)
+                    count, address = self._sock.recvfrom_into(view, size + 1, TRUNC)
                     break
                 except BlockingIOError:
                     await self._wait_data()
@@ -292,7 +216,7 @@ class DatagramSocket(_DatagramBase):
         """
         with self._receive_conflict:
             await checkpoint_if_cancelled()
-            size = _check_size(max_size)
+            size = check_size(max_size)
             if max_count < 1:
                 raise ValueError("max_count must be >= 1")
             if self._closed:
@@ -301,7 +225,7 @@ class DatagramSocket(_DatagramBase):
                 error, self._pending = self._pending, None
                 raise error
             # Per datagram, recvfrom() costs less than recvfrom_into() plus a
-            # copy out of the shared buffer (~0.3 us of ~5). With MSG_TRUNC a
+            # copy out of the shared buffer (~0.3 us of ~5). With MSGTRUNC a
             # datagram larger than the size+1 bytes asked for comes back as a
             # bytes object of its real length whose tail is garbage: only its
             # length is used, to report it.
@@ -309,7 +233,7 @@ class DatagramSocket(_DatagramBase):
             waited = False
             while True:
                 try:
-                    data, address = recvfrom(limit, _TRUNC)
+                    data, address = recvfrom(limit, TRUNC)
                     break
                 except BlockingIOError:
                     await self._wait_data()
@@ -329,7 +253,7 @@ class DatagramSocket(_DatagramBase):
                 if len(result) >= max_count:
                     break
                 try:
-                    data, address = recvfrom(limit, _TRUNC)
+                    data, address = recvfrom(limit, TRUNC)
                 except BlockingIOError:
                     break
                 except OSError as exc:
@@ -362,44 +286,6 @@ class DatagramSocket(_DatagramBase):
         except trio.ClosedResourceError:
             raise self._closed_error() from None
         return pause
-
-    async def _target(self, address: str | URL) -> SockAddr:
-        """The slow path of address lookup: by value, then ask the scheme."""
-        target = self._by_value.get(address)
-        if target is not None:
-            if len(self._by_id) >= _CACHE_LIMIT:  # new objects, same values
-                self._by_id.clear()
-            self._by_id[id(address)] = (address, target)
-            return target
-        url = URL.parse(address)
-        target = self._lookup_url(url)
-        if target is None:  # a host name: resolve, don't cache
-            target = await self._resolve(url)
-            if self._closed:
-                raise self._closed_error()
-            return target
-        self._remember(address, target)
-        return target
-
-    def _remember(self, key: object, target: SockAddr) -> None:
-        if len(self._by_value) >= _CACHE_LIMIT:
-            self._by_value.clear()
-            self._by_id.clear()
-        self._by_value[key] = target
-        self._by_id[id(key)] = (key, target)
-
-    def _new_sender(self, address: Any) -> URL:
-        if len(self._senders) >= _CACHE_LIMIT:
-            self._senders.clear()
-        url = url_from_sockaddr(self._family, socket.SOCK_DGRAM, address or "")
-        self._senders[address] = url
-        # Replying to a sender skips the lookup; an unnamed sender can only be
-        # replied to on a pair (itself), elsewhere the lookup explains why not.
-        if address:
-            self._remember(url, address)
-        elif self._pair:
-            self._remember(url, PEER)
-        return url
 
 
 class DatagramChannel(_DatagramBase, trio.abc.Channel[bytes]):
@@ -434,16 +320,14 @@ class DatagramChannel(_DatagramBase, trio.abc.Channel[bytes]):
     async def receive(self, max_size: int | None = None) -> bytes:
         with self._receive_conflict:
             await checkpoint_if_cancelled()
-            size = _check_size(max_size)
+            size = check_size(max_size)
             if self._closed:
                 raise self._closed_error()
-            view = getattr(_local, "view", None)
-            if view is None or len(view) <= size:
-                view = _grow_buffer(size)
+            view = receive_buffer(size)
             waited = False
             while True:
                 try:
-                    count = self._sock.recv_into(view, size + 1, _TRUNC)
+                    count = self._sock.recv_into(view, size + 1, TRUNC)
                     break
                 except BlockingIOError:
                     try:
@@ -471,24 +355,10 @@ class DatagramChannel(_DatagramBase, trio.abc.Channel[bytes]):
         return socket_url(self._sock, peer=True)
 
 
-def _datagram_scheme(url: URL, verb: str) -> Scheme:
-    """The URL's scheme, if it has datagram behaviour; else a pointed InvalidURL."""
-    scheme = lookup(url.scheme, str(url))
-    has_datagram = "datagram" in scheme.behaviours
-    if not has_datagram or (
-        "stream" in scheme.behaviours and url.behaviour != "datagram"
-    ):
-        hint = " (or add ?behaviour=datagram)" if has_datagram else ""
-        raise InvalidURL(
-            f"{url}: a stream URL cannot {verb}(); use connect() or listen(){hint}"
-        )
-    return scheme
-
-
 async def open_datagram(url: str | URL) -> DatagramSocket:
     """Bind a datagram socket at *url* (port 0 = ephemeral; see ``sock.url``)."""
     url = URL.parse(url)
-    scheme = _datagram_scheme(url, "open_datagram")
+    scheme = datagram_scheme(url, "open_datagram")
     if scheme.factory is not None:  # a scheme from register_scheme()
         from ._extend import open_user_datagram  # _extend imports this module
 
@@ -511,7 +381,7 @@ async def connect_datagram(
     """
     url = URL.parse(url)
     local_url = None if local is None else URL.parse(local)
-    scheme = _datagram_scheme(url, "connect_datagram")
+    scheme = datagram_scheme(url, "connect_datagram")
     if scheme.factory is not None:  # a scheme from register_scheme()
         from ._extend import connect_user_datagram  # _extend imports this module
 

@@ -48,7 +48,7 @@ from ._anyio._datagram import DatagramChannel, DatagramSocket
 from ._anyio._listener import Listener
 from ._anyio._stream import wrap_stream
 from ._api import stream_scheme
-from ._datagram import _datagram_scheme
+from ._datagram_core import datagram_scheme
 from ._errors import InvalidURL
 from ._url import URL
 
@@ -126,7 +126,7 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
     ``data, sender = await sock.receive()``, ``await sock.send((data, sender))``.
     """
     url = URL.parse(url)
-    scheme = _datagram_scheme(url, "open_datagram")
+    scheme = datagram_scheme(url, "open_datagram")
     if scheme.open_datagram is None:
         raise InvalidURL(
             f"{url}: {url.scheme}:// cannot be bound; use connect_datagram()"
@@ -152,7 +152,7 @@ async def connect_datagram(
     """
     url = URL.parse(url)
     local_url = None if local is None else URL.parse(local)
-    scheme = _datagram_scheme(url, "connect_datagram")
+    scheme = datagram_scheme(url, "connect_datagram")
     if scheme.connect_datagram is None:
         raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use open_datagram()")
     await anyio.lowlevel.checkpoint()
