@@ -186,11 +186,12 @@ class DatagramSocket(_DatagramBase):
             if self._pending is not None:
                 error, self._pending = self._pending, None
                 raise error
-            view = receive_buffer(size)
             waited = False
             while True:
                 try:
-                    count, address = self._sock.recvfrom_into(view, size + 1, TRUNC)
+                    # As in receive_many: an oversized datagram comes back at
+                    # its real length (MSG_TRUNC), which is all we use of it.
+                    data, address = self._sock.recvfrom(size + 1, TRUNC)
                     break
                 except BlockingIOError:
                     await self._wait_data()
@@ -198,11 +199,10 @@ class DatagramSocket(_DatagramBase):
                 except OSError as exc:
                     raise self._error(exc, "receive_from") from exc
             sender = self._senders.get(address) or self._new_sender(address)
-            data = bytes(view[: min(count, size)])  # before any await: shared buffer
             if not waited:
                 await cancel_shielded_checkpoint()
-            if count > size:
-                raise self._truncated(count, size, sender)
+            if len(data) > size:
+                raise self._truncated(len(data), size, sender)
             return data, sender
 
     async def receive_many(
@@ -225,7 +225,7 @@ class DatagramSocket(_DatagramBase):
                 error, self._pending = self._pending, None
                 raise error
             # Per datagram, recvfrom() costs less than recvfrom_into() plus a
-            # copy out of the shared buffer (~0.3 us of ~5). With MSGTRUNC a
+            # copy out of the shared buffer (~0.3 us of ~5). With MSG_TRUNC a
             # datagram larger than the size+1 bytes asked for comes back as a
             # bytes object of its real length whose tail is garbage: only its
             # length is used, to report it.
