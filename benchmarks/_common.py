@@ -60,6 +60,12 @@ class Row:
         return self.ours_median / theirs if theirs else float("nan")
 
     @property
+    def spread(self) -> tuple[float, float]:
+        """The lowest and highest ratio of a single round (same round, both)."""
+        ratios = [o / t for o, t in zip(self.ours, self.theirs, strict=True) if t]
+        return (min(ratios), max(ratios)) if ratios else (float("nan"),) * 2
+
+    @property
     def verdict(self) -> str:
         if self.target is None:
             return ""
@@ -148,18 +154,24 @@ def temp_path(directory: str, name: str) -> str:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """The rows as a Markdown table."""
+    """The rows as a Markdown table.
+
+    *ratio* is the ratio of the medians; *per round* the lowest and highest
+    ratio within one round, a measure of the noise.
+    """
     lines = [
-        "| group | benchmark | ours | median | peer | median | ratio | target |",
-        "|---|---|---|---:|---|---:|---:|---|",
+        "| group | benchmark | ours | median | peer | median | ratio "
+        "| per round | target |",
+        "|---|---|---|---:|---|---:|---:|---|---|",
     ]
     for row in rows:
         target = "" if row.target is None else f"≥ {row.target:.2f}x {row.verdict}"
+        low, high = row.spread
         lines.append(
             f"| {row.group} | {row.name} | {row.ours_label} | "
             f"{_figure(row.ours_median)} {row.unit} | {row.theirs_label} | "
             f"{_figure(row.theirs_median)} {row.unit} | {row.ratio:.2f}x | "
-            f"{target} |"
+            f"{low:.2f}-{high:.2f} | {target} |"
         )
     return "\n".join(lines)
 
