@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "names", nargs="*", metavar="NAME", help=f"any of: {', '.join(MODULES)}"
     )
     parser.add_argument(
-        "--rounds", type=int, default=5, help="alternating rounds (default 5)"
+        "--rounds", type=int, default=7, help="alternating rounds (default 7)"
     )
     parser.add_argument(
         "--scale",
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Python {platform.python_version()} on {platform.system()} "
         f"{platform.machine()}; {config.rounds} rounds, scale {config.scale}; "
-        f"{elapsed:.0f} s in all. Ratio = ours / peer (medians).\n"
+        f"{elapsed:.0f} s in all. Ratio: ours / peer of the medians (peer / ours "
+        "for CPU per request); above 1, ours is better.\n"
     )
     print(format_table(rows))
     missed = [row for row in rows if row.verdict == "MISSED"]

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 class Config:
     """How hard to run: *rounds* alternating rounds, work scaled by *scale*."""
 
-    rounds: int = 5
+    rounds: int = 7
     scale: float = 1.0
     verbose: bool = False
 
@@ -45,6 +45,9 @@ class Row:
     theirs: list[float]
     target: float | None = None  # the ratio the issue asks for, if any
     note: str = ""
+    #: For costs (CPU per request): the ratio is then peer / ours, so that
+    #: above 1 still means ours is better.
+    lower_is_better: bool = False
 
     @property
     def ours_median(self) -> float:
@@ -54,22 +57,39 @@ class Row:
     def theirs_median(self) -> float:
         return statistics.median(self.theirs)
 
+    def _ratio(self, ours: float, theirs: float) -> float:
+        if self.lower_is_better:
+            ours, theirs = theirs, ours
+        return ours / theirs if theirs else float("nan")
+
     @property
     def ratio(self) -> float:
-        theirs = self.theirs_median
-        return self.ours_median / theirs if theirs else float("nan")
+        """Ours / peer of the medians (peer / ours for costs): > 1 is better."""
+        return self._ratio(self.ours_median, self.theirs_median)
 
     @property
     def spread(self) -> tuple[float, float]:
         """The lowest and highest ratio of a single round (same round, both)."""
-        ratios = [o / t for o, t in zip(self.ours, self.theirs, strict=True) if t]
+        pairs = zip(self.ours, self.theirs, strict=True)
+        ratios = [self._ratio(ours, theirs) for ours, theirs in pairs]
         return (min(ratios), max(ratios)) if ratios else (float("nan"),) * 2
 
     @property
     def verdict(self) -> str:
+        """ "met", "within noise" or "MISSED" for a row with a target.
+
+        Within noise: the ratio of the medians is short of the target by
+        less than 3% and at least one round reached it. Rows that compare
+        the very same code (our anyio streams on asyncio *are* anyio's)
+        land there about half of the time.
+        """
         if self.target is None:
             return ""
-        return "met" if self.ratio >= self.target else "MISSED"
+        if self.ratio >= self.target:
+            return "met"
+        if self.ratio >= 0.97 * self.target and self.spread[1] >= self.target:
+            return "within noise"
+        return "MISSED"
 
 
 def measure(
@@ -107,6 +127,8 @@ def rows_from(
     ours: str,
     pairs: Sequence[tuple[str, float | None]],
     note: str = "",
+    *,
+    lower_is_better: bool = False,
 ) -> list[Row]:
     """One row per ``(theirs, target)`` pair, all against the contender *ours*."""
     return [
@@ -120,6 +142,7 @@ def rows_from(
             results[theirs],
             target,
             note,
+            lower_is_better,
         )
         for theirs, target in pairs
     ]

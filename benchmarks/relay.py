@@ -31,7 +31,7 @@ from packeteer_trio.cli._splice import PIPE_SIZE
 
 from ._common import Config, Row, measure, rows_from
 
-BYTES = 256 * 1024 * 1024
+BYTES = 512 * 1024 * 1024
 CHUNK = 65536
 
 
