@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import os
 import socket
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,6 +52,9 @@ class StreamEndpoint:
     runs once when the face closes it (a FIFO listener uses that to start the
     next session). ``eof_needs_hangup`` marks a FIFO reader, where ``read()``
     returning 0 may only mean "no writer has come yet".
+    ``read_handle``/``write_handle`` are Windows pipe HANDLEs instead of fds
+    (the same one twice for a duplex ``pipe://``), already associated with
+    trio's completion port; only the trio face can wrap them.
     """
 
     url: URL
@@ -59,6 +63,8 @@ class StreamEndpoint:
     write_fd: int | None = None
     eof_needs_hangup: bool = False
     on_close: Callable[[], None] | None = None
+    read_handle: int | None = None
+    write_handle: int | None = None
 
     def close(self) -> None:
         """Close what is still open (for when no face took ownership)."""
@@ -67,6 +73,12 @@ class StreamEndpoint:
         for fd in {self.read_fd, self.write_fd} - {None}:
             assert fd is not None
             os.close(fd)
+        if sys.platform == "win32":  # pragma: no cover
+            from ._win32 import close_handle
+
+            for handle in {self.read_handle, self.write_handle} - {None}:
+                assert handle is not None
+                close_handle(handle)
         if self.on_close is not None:
             self.on_close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from typing import Any
 
 import trio
@@ -432,6 +433,12 @@ def wrap_stream(endpoint: StreamEndpoint) -> Stream:
     """The trio stream for a raw endpoint; takes ownership of its descriptors."""
     if endpoint.sock is not None:
         return SocketStream(endpoint)
+    if sys.platform == "win32" and (  # pragma: no cover
+        endpoint.read_handle is not None or endpoint.write_handle is not None
+    ):
+        from ._stream_windows import HandleStream  # Windows pipe HANDLEs
+
+        return HandleStream(endpoint)
     return PipeStream(endpoint)
 
 

@@ -169,7 +169,8 @@ class _Gate:
 
 def _poll(waits: list[tuple[int, bool]], woke: Events) -> tuple[Events, bool]:
     """Classify the watched fds with a zero-timeout poll: (events, fd invalid)."""
-    if not hasattr(select, "poll"):  # pragma: no cover - Windows: trust the wakeup
+    # Windows has no poll(): trust the wakeup.
+    if sys.platform == "win32" or not hasattr(select, "poll"):  # pragma: no cover
         return woke, False
     poller = select.poll()
     flags: dict[int, int] = {}

@@ -8,6 +8,7 @@ it returns only once no task can run and no fd is ready).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -72,8 +73,9 @@ class Pipe:
         self.rfd: int | None
         self.wfd: int | None
         self.rfd, self.wfd = os.pipe()
-        os.set_blocking(self.rfd, False)
-        os.set_blocking(self.wfd, False)
+        if sys.platform != "win32":  # for mypy: the tests using this are POSIX-only
+            os.set_blocking(self.rfd, False)
+            os.set_blocking(self.wfd, False)
         self.closed = False
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:

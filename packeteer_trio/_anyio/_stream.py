@@ -18,6 +18,7 @@ import array
 import errno
 import os
 import socket
+import sys
 from collections.abc import Callable, Collection, Mapping
 from io import IOBase
 from typing import Any
@@ -26,6 +27,7 @@ import anyio
 import anyio.abc
 
 from .._endpoints import StreamEndpoint
+from .._errors import PacketeerError
 from .._io import ConflictDetector, FdHolder
 from .._url import URL
 from ._backend import Backend, PacketeerAttribute, current_backend
@@ -184,6 +186,8 @@ class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
     """A connected AF_UNIX socket moved by a lean loop; passes descriptors too."""
 
     async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
+        if sys.platform == "win32":  # pragma: no cover - AF_UNIX is POSIX only
+            raise NotImplementedError
         if not message:
             raise ValueError("message must not be empty")
         if not fds:
@@ -207,6 +211,8 @@ class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
                     ancdata = []  # the descriptors went with the first write
 
     async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
+        if sys.platform == "win32":  # pragma: no cover - AF_UNIX is POSIX only
+            raise NotImplementedError
         if not isinstance(msglen, int) or msglen < 0:
             raise ValueError("msglen must be a non-negative integer")
         if not isinstance(maxfds, int) or maxfds < 1:
@@ -436,6 +442,11 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
     backend = current_backend()
     sock = endpoint.sock
     try:
+        if endpoint.read_handle is not None or endpoint.write_handle is not None:
+            raise PacketeerError(
+                f"{endpoint.url}: Windows pipe handles have only the trio face "
+                "so far; use packeteer_trio.connect()/listen() from trio"
+            )
         if sock is None:
             return PipeStream(endpoint, backend)
         unix = sock.family == getattr(socket, "AF_UNIX", None)

@@ -4,11 +4,15 @@ Useful for in-process signalling and for handing one end to a child process
 (:meth:`PipeStream.split` gives the two directions separate owners). A pipe
 buffer is finite (64 KiB on Linux): writing more than that without reading
 blocks, so read and write from different tasks.
+
+On Windows it is, as in packeteer, a named pipe with a generated unique name
+(see :func:`.pipe.connect_anon`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from .._endpoints import StreamEndpoint
 from .._errors import InvalidURL
@@ -23,10 +27,17 @@ def validate(url: URL, text: str) -> URL:
 
 
 async def connect(url: URL) -> StreamEndpoint:
+    if sys.platform == "win32":  # pragma: no cover - it registers pipe.connect_anon
+        raise NotImplementedError("anon.connect is the POSIX implementation")
     read_fd, write_fd = os.pipe()
     for fd in (read_fd, write_fd):
         os.set_blocking(fd, False)
     return StreamEndpoint(url=url, read_fd=read_fd, write_fd=write_fd)
 
 
-register(Scheme("anon", validate, connect=connect))
+if sys.platform == "win32":  # pragma: no cover
+    from .pipe import connect_anon
+
+    register(Scheme("anon", validate, connect=connect_anon))
+else:
+    register(Scheme("anon", validate, connect=connect))

@@ -29,8 +29,14 @@ from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
 
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-_WRITE_FLAGS = os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+# getattr: Windows has no O_NONBLOCK, and this module is imported there too.
+_NONBLOCK_CLOEXEC = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | _NONBLOCK_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | _NONBLOCK_CLOEXEC
+UNSUPPORTED_ON_WINDOWS = (
+    "fifo:// (POSIX named pipes) does not exist on Windows; "
+    "use pipe:///name (Windows named pipes) instead"
+)
 
 
 def validate(url: URL, text: str) -> URL:
@@ -133,6 +139,8 @@ class FifoListenerEndpoint(ListenerEndpoint):
 
 
 async def listen(url: URL, backlog: int | None) -> FifoListenerEndpoint:
+    if sys.platform == "win32":  # pragma: no cover - never registered there
+        raise NotImplementedError("fifo:// does not exist on Windows")
     mode = url.query.get("mode")
     created = False
     try:
@@ -152,13 +160,11 @@ async def listen(url: URL, backlog: int | None) -> FifoListenerEndpoint:
         raise with_url(exc, url, "listen") from exc
 
 
-if sys.platform == "win32":  # pragma: no cover
-    register(
-        Scheme(
-            "fifo",
-            unsupported="fifo:// (POSIX named pipes) does not exist on Windows; "
-            "use pipe:///name (Windows named pipes) instead",
-        )
-    )
-else:
-    register(Scheme("fifo", validate, connect=connect, listen=listen))
+def scheme_for(platform: str) -> Scheme:
+    """The fifo scheme as registered on *platform* (a ``sys.platform`` value)."""
+    if platform == "win32":
+        return Scheme("fifo", unsupported=UNSUPPORTED_ON_WINDOWS)
+    return Scheme("fifo", validate, connect=connect, listen=listen)
+
+
+register(scheme_for(sys.platform))

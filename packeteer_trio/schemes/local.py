@@ -36,6 +36,20 @@ from .._url import URL
 # for paths (abstract names use every byte but the leading NUL is one of them).
 MAX_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
 DEFAULT_BACKLOG = 0xFFFF
+# CPython's socket module has no AF_UNIX on Windows, not even where Windows 10
+# 1803+ has the sockets (CPython issue #77589); there local:// is unsupported.
+AF_UNIX: int = getattr(socket, "AF_UNIX", -1)
+UNSUPPORTED_WITHOUT_AF_UNIX = (
+    "local:// (AF_UNIX) is not available: this Python's socket module has no "
+    "AF_UNIX on this platform (on Windows, CPython lacks it even where the OS "
+    "has it, see CPython issue #77589); use pipe:///name (Windows named pipes) "
+    "or tcp://127.0.0.1:PORT instead"
+)
+
+
+def unsupported_reason(has_af_unix: bool) -> str | None:
+    """Why local:// is unavailable (``hasattr(socket, "AF_UNIX")``), or None."""
+    return None if has_af_unix else UNSUPPORTED_WITHOUT_AF_UNIX
 
 
 def is_abstract(url: URL) -> bool:
@@ -104,13 +118,13 @@ async def connect_unix(sock: socket.socket, address: str) -> None:
 async def connect(url: URL) -> StreamEndpoint:
     if not url.path:
         # An unnamed pair: what is written on one end is read from the other.
-        write_end, read_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        write_end, read_end = socket.socketpair(AF_UNIX, socket.SOCK_STREAM)
         for end in (write_end, read_end):
             end.setblocking(False)
         return StreamEndpoint(
             url=url, write_fd=write_end.detach(), read_fd=read_end.detach()
         )
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(AF_UNIX, socket.SOCK_STREAM)
     try:
         await connect_unix(sock, sockaddr(url))
     except OSError as exc:
@@ -152,7 +166,7 @@ def clear_stale_socket(url: URL, kind: int) -> None:
             f"{url}: listen failed: {path} exists and is {kind_name}, not a stale "
             "socket; refusing to replace it",
         )
-    probe = socket.socket(socket.AF_UNIX, kind)
+    probe = socket.socket(AF_UNIX, kind)
     try:
         probe.setblocking(False)
         probe.connect(path)
@@ -206,7 +220,7 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
             f"{url}: an unnamed local:// has no address to listen on; give a path "
             "(local:///tmp/x.sock) or an abstract name (local:///%00name)"
         )
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         cleanup = bind(url, sock)
@@ -259,7 +273,7 @@ def _lookup_for(own: URL, pair: bool) -> Callable[[URL], SockAddr]:
 
 def _datagram_pair(url: URL) -> DatagramEndpoint:
     """An unnamed pair: receive on one end what is sent through the other."""
-    receive_end, send_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receive_end, send_end = socket.socketpair(AF_UNIX, socket.SOCK_DGRAM)
     for end in (receive_end, send_end):
         end.setblocking(False)
     own = _datagram_url(url)
@@ -274,7 +288,7 @@ def _datagram_pair(url: URL) -> DatagramEndpoint:
 def _bound_datagram_socket(
     url: URL, action: str
 ) -> tuple[socket.socket, Callable[[], None] | None]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock = socket.socket(AF_UNIX, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         cleanup = bind(url, sock)
@@ -315,7 +329,7 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
     if local is not None:
         sock, cleanup = _bound_datagram_socket(local, "bind")
     else:
-        sock, cleanup = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), None
+        sock, cleanup = socket.socket(AF_UNIX, socket.SOCK_DGRAM), None
     try:
         sock.setblocking(False)
         if local is None and sys.platform.startswith("linux"):
@@ -342,4 +356,5 @@ SCHEME = Scheme(
     open_datagram=open_datagram,
     connect_datagram=connect_datagram,
 )
-register(SCHEME)
+_reason = unsupported_reason(hasattr(socket, "AF_UNIX"))
+register(SCHEME if _reason is None else Scheme("local", unsupported=_reason))
