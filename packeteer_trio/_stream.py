@@ -1,16 +1,14 @@
 """The trio face of byte streams: Stream, SocketStream, PipeStream, Listener.
 
-The hot paths keep trio's sandwich, written out inline on purpose: check for
-cancellation, try the syscall, and only on EAGAIN wait (that wait is the
-schedule point); if we never waited, finish with a cancel-shielded checkpoint
-so every call is a full checkpoint. ``Cancelled`` can therefore only arrive
-*before* bytes leave or enter the kernel, never after: no silent data loss.
+The loops that move bytes live in :mod:`._fdio`, shared with the anyio face;
+this module binds trio's waits and checkpoints to them, maps errors to trio's
+resource errors, and adds what only trio users see (``split``, addresses,
+socket options, the listener).
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import sys
 from typing import Any
@@ -28,23 +26,14 @@ from trio.lowlevel import (
 from . import _sockinfo
 from ._endpoints import ListenerEndpoint, StreamEndpoint
 from ._errors import PacketeerError
+from ._fdio import DEFAULT_RECEIVE_SIZE, FaceHooks, PipeIO, SocketIO
 from ._io import ConflictDetector, FdHolder
 from ._url import URL
 
-DEFAULT_RECEIVE_SIZE = 65536
-_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
-_BYTES_TYPES = (bytes, bytearray)
+__all__ = ["DEFAULT_RECEIVE_SIZE", "Listener", "PipeStream", "SocketStream", "Stream"]
 
 
-def _max_bytes(max_bytes: int | None) -> int:
-    if max_bytes is None:
-        return DEFAULT_RECEIVE_SIZE
-    if max_bytes < 1:
-        raise ValueError("max_bytes must be >= 1")
-    return max_bytes
-
-
-class Stream(trio.abc.HalfCloseableStream):
+class Stream(FaceHooks, trio.abc.HalfCloseableStream):
     """A byte stream opened by :func:`connect` or accepted by a :class:`Listener`.
 
     ``url`` is the address it was opened with, narrowed and resolved
@@ -56,6 +45,14 @@ class Stream(trio.abc.HalfCloseableStream):
     def __init__(self, url: URL) -> None:
         self.url = url
         self._closed = False
+        self._on_close = None
+        # Bound once: the shared loops in _fdio call these directly.
+        self._wait_readable = wait_readable
+        self._wait_writable = wait_writable
+        self._checkpoint = checkpoint
+        self._checkpoint_if_cancelled = checkpoint_if_cancelled
+        self._cancel_shielded_checkpoint = cancel_shielded_checkpoint
+        self._notify_closing = notify_closing
         self._send_conflict = ConflictDetector(
             f"{url}: another task is already sending on this stream",
             trio.BusyResourceError,
@@ -98,123 +95,18 @@ class Stream(trio.abc.HalfCloseableStream):
         return f"<{type(self).__name__} {self.url}{state}>"
 
 
-class SocketStream(Stream):
+class SocketStream(SocketIO, Stream):
     """A stream over a connected socket (tcp, tcp4, tcp6, local)."""
 
     def __init__(self, endpoint: StreamEndpoint) -> None:
-        assert endpoint.sock is not None
         super().__init__(endpoint.url)
-        self._sock = endpoint.sock
-        self._fd = self._sock.fileno()
+        self._init_socket(endpoint)
         self._on_close = endpoint.on_close
-        self._did_shutdown = False
 
     @property
     def socket(self) -> socket.socket:
         """The underlying (non-blocking) socket. Don't close it behind our back."""
         return self._sock
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        with self._send_conflict:
-            await checkpoint_if_cancelled()
-            if self._closed or self._did_shutdown:
-                raise self._closed_error()
-            if not isinstance(data, _BYTES_TYPES):
-                data = memoryview(data).cast("B")
-            try:
-                sent = self._sock.send(data, _NOSIGNAL)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            if sent < len(data):
-                await self._send_rest(data, sent)
-            else:
-                await cancel_shielded_checkpoint()
-
-    async def _send_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
-        # The slow path: the socket buffer is full. Waiting for writability is
-        # the schedule point, so this always yields at least once.
-        with memoryview(data) as view:
-            total = len(view)
-            while True:
-                await wait_writable(self._fd)
-                try:
-                    sent += self._sock.send(view[sent:], _NOSIGNAL)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-                if sent >= total:
-                    return
-
-    async def wait_send_all_might_not_block(self) -> None:
-        with self._send_conflict:
-            if self._closed:
-                raise self._closed_error()
-            await wait_writable(self._fd)
-
-    async def send_eof(self) -> None:
-        with self._send_conflict:
-            await checkpoint()
-            if self._closed:
-                raise self._closed_error()
-            if self._did_shutdown:
-                return
-            self._did_shutdown = True
-            try:
-                self._sock.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                if exc.errno != errno.ENOTCONN:  # the peer is gone: nothing to end
-                    raise self._broken(exc) from exc
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        with self._receive_conflict:
-            await checkpoint_if_cancelled()
-            size = _max_bytes(max_bytes)
-            if self._closed:
-                raise self._closed_error()
-            waited = False
-            while True:
-                try:
-                    data = self._sock.recv(size)
-                    break
-                except BlockingIOError:
-                    await wait_readable(self._fd)
-                    waited = True
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-            if not waited:
-                await cancel_shielded_checkpoint()
-            return data
-
-    async def receive_into(self, buffer: Any) -> int:
-        with self._receive_conflict:
-            await checkpoint_if_cancelled()
-            if self._closed:
-                raise self._closed_error()
-            waited = False
-            while True:
-                try:
-                    count = self._sock.recv_into(buffer)
-                    break
-                except BlockingIOError:
-                    await wait_readable(self._fd)
-                    waited = True
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-            if not waited:
-                await cancel_shielded_checkpoint()
-            return count
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            notify_closing(self._sock)
-            self._sock.close()
-            if self._on_close is not None:
-                self._on_close()
-        await checkpoint()
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -245,7 +137,7 @@ class SocketStream(Stream):
         return self._fd, self._fd
 
 
-class PipeStream(Stream):
+class PipeStream(PipeIO, Stream):
     """A stream over one or two pipe descriptors (anon, fifo, unnamed local).
 
     A one-way end (a FIFO's reader or writer) behaves on its missing side like
@@ -254,130 +146,13 @@ class PipeStream(Stream):
 
     def __init__(self, endpoint: StreamEndpoint) -> None:
         super().__init__(endpoint.url)
-        self._reader = None if endpoint.read_fd is None else FdHolder(endpoint.read_fd)
-        self._writer = (
-            None if endpoint.write_fd is None else FdHolder(endpoint.write_fd)
-        )
-        self._eof_needs_hangup = endpoint.eof_needs_hangup
+        self._init_pipe(endpoint)
         self._on_close = endpoint.on_close
-
-    @property
-    def can_send(self) -> bool:
-        return self._writer is not None and not self._writer.closed
-
-    @property
-    def can_receive(self) -> bool:
-        return self._reader is not None and not self._reader.closed
 
     def _one_way_error(self, side: str) -> trio.ClosedResourceError:
         if self._closed:
             return self._closed_error()
         return trio.ClosedResourceError(f"{self.url}: this end has no {side} side")
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        with self._send_conflict:
-            await checkpoint_if_cancelled()
-            writer = self._writer
-            if writer is None or writer.closed:
-                raise self._one_way_error("sending")
-            if not isinstance(data, _BYTES_TYPES):
-                data = memoryview(data).cast("B")
-            try:
-                sent = os.write(writer.fd, data) if data else 0
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            if sent < len(data):
-                await self._send_rest(writer, data, sent)
-            else:
-                await cancel_shielded_checkpoint()
-
-    async def _send_rest(
-        self, writer: FdHolder, data: bytes | bytearray | memoryview, sent: int
-    ) -> None:
-        with memoryview(data) as view:
-            total = len(view)
-            while True:
-                await wait_writable(writer.fd)
-                try:
-                    sent += os.write(writer.fd, view[sent:])
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-                if sent >= total:
-                    break
-        # The pipe is full again now: let the reader drain it before our next
-        # write meets EAGAIN (a wait per write cost ~25% of bulk throughput).
-        await cancel_shielded_checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        with self._send_conflict:
-            writer = self._writer
-            if writer is None or writer.closed:
-                raise self._one_way_error("sending")
-            await wait_writable(writer.fd)
-
-    async def send_eof(self) -> None:
-        with self._send_conflict:
-            await checkpoint()
-            if self._closed:
-                raise self._closed_error()
-            writer = self._writer
-            if writer is not None and not writer.closed:
-                notify_closing(writer.fd)
-                writer.close()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        with self._receive_conflict:
-            await checkpoint_if_cancelled()
-            size = _max_bytes(max_bytes)
-            reader = self._reader
-            if reader is None or reader.closed:
-                raise self._one_way_error("receiving")
-            fd, waited, saw_zero = reader.fd, False, False
-            while True:
-                try:
-                    data = os.read(fd, size)
-                except BlockingIOError:
-                    await wait_readable(fd)
-                    waited = True
-                    continue
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-                if not data and self._eof_needs_hangup and not saw_zero:
-                    # A FIFO reads 0 bytes while no writer has the FIFO open,
-                    # including before the first one arrives. It only polls as
-                    # hung up once a writer came and went: wait for that (or
-                    # for data) and read again; 0 then really is end of file.
-                    saw_zero = True
-                    await wait_readable(fd)
-                    waited = True
-                    continue
-                break
-            # A full read after a wait means bulk data: let the writer refill
-            # the pipe before our next read meets EAGAIN.
-            if not waited or len(data) == size:
-                await cancel_shielded_checkpoint()
-            return data
-
-    async def receive_into(self, buffer: Any) -> int:
-        # Pipes gain little from readv over read: keep one careful path.
-        data = await self.receive_some(len(memoryview(buffer).cast("B")))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            for holder in (self._reader, self._writer):
-                if holder is not None and not holder.closed:
-                    notify_closing(holder.fd)
-                    holder.close()
-            if self._on_close is not None:
-                self._on_close()
-        await checkpoint()
 
     def split(self) -> tuple[PipeStream, PipeStream]:
         """Hand the two directions to two new one-way streams: ``(send, receive)``.

@@ -5,18 +5,16 @@ Which class moves the bytes depends on the backend (see ARCHITECTURE.md):
 - sockets under asyncio: anyio's own stream, made with ``from_socket`` from
   the socket the scheme already connected (transports are the fast path
   there), behind a thin shell that adds the URL;
-- sockets under trio, and pipes everywhere: a lean loop here, keeping trio's
-  checkpoint sandwich: check for cancellation, try the syscall, and wait
-  only on EAGAIN (the wait is the schedule point); if we never waited, end
-  with a cancel-shielded checkpoint. Cancellation therefore never arrives
-  after bytes left the kernel.
+- sockets under trio, and pipes everywhere: the lean loops of
+  :mod:`.._fdio` (shared with the trio face) with anyio's waits bound in,
+  keeping trio's checkpoint sandwich: cancellation never arrives after bytes
+  left the kernel.
 """
 
 from __future__ import annotations
 
 import array
 import errno
-import os
 import socket
 import sys
 from collections.abc import Callable, Collection, Mapping
@@ -28,20 +26,13 @@ import anyio.abc
 
 from .._endpoints import StreamEndpoint
 from .._errors import PacketeerError
-from .._io import ConflictDetector, FdHolder
+from .._fdio import FaceHooks, PipeIO, SocketIO
+from .._io import ConflictDetector
 from .._url import URL
 from ._backend import Backend, PacketeerAttribute, current_backend
 
-_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
-_BYTES_TYPES = (bytes, bytearray)
 
-
-def _check_max_bytes(max_bytes: int) -> None:
-    if max_bytes < 1:
-        raise ValueError("max_bytes must be a positive integer")
-
-
-class _LeanBase:
+class _LeanBase(FaceHooks):
     """State and error mapping shared by the lean socket and pipe streams."""
 
     def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
@@ -75,25 +66,29 @@ class _LeanBase:
             return self._closed_error()
         return anyio.BrokenResourceError(f"{self._url}: {exc.strerror or exc}")
 
-    def _run_on_close(self) -> None:
-        if self._on_close is not None:
-            on_close, self._on_close = self._on_close, None
-            on_close()
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self.receive_some(max_bytes)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        raise NotImplementedError  # pragma: no cover - from SocketIO / PipeIO
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
         return f"<{type(self).__name__} {self._url}{state}>"
 
 
-class LeanSocketStream(_LeanBase, anyio.abc.SocketStream):
-    """A connected socket moved by a lean loop (anyio's trio backend)."""
+class LeanSocketStream(SocketIO, _LeanBase, anyio.abc.SocketStream):
+    """A connected socket moved by the lean loop (anyio's trio backend)."""
 
     def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
-        assert endpoint.sock is not None
         super().__init__(endpoint, backend)
-        self._sock = endpoint.sock
-        self._fd = self._sock.fileno()
-        self._did_shutdown = False
+        self._init_socket(endpoint)
+
+    # anyio's name for send_all; an alias, not a wrapper: no extra coroutine.
+    send = SocketIO.send_all  # type: ignore[assignment]
 
     @property
     def _raw_socket(self) -> socket.socket:
@@ -102,84 +97,6 @@ class LeanSocketStream(_LeanBase, anyio.abc.SocketStream):
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return {**super().extra_attributes, PacketeerAttribute.url: lambda: self._url}
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        with self._receive_conflict:
-            await self._checkpoint_if_cancelled()
-            _check_max_bytes(max_bytes)
-            if self._closed:
-                raise self._closed_error()
-            waited = False
-            while True:
-                try:
-                    data = self._sock.recv(max_bytes)
-                    break
-                except BlockingIOError:
-                    await self._wait_readable(self._fd)
-                    waited = True
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-            if not waited:
-                await self._cancel_shielded_checkpoint()
-            if not data:
-                raise anyio.EndOfStream
-            return data
-
-    async def send(self, item: bytes) -> None:
-        with self._send_conflict:
-            await self._checkpoint_if_cancelled()
-            if self._closed or self._did_shutdown:
-                raise self._closed_error()
-            if not isinstance(item, _BYTES_TYPES):
-                item = memoryview(item).cast("B")
-            try:
-                sent = self._sock.send(item, _NOSIGNAL)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            if sent < len(item):
-                await self._send_rest(item, sent)
-            else:
-                await self._cancel_shielded_checkpoint()
-
-    async def _send_rest(self, item: bytes, sent: int) -> None:
-        # The socket buffer is full: waiting for writability is the schedule
-        # point, so this always yields at least once.
-        with memoryview(item) as view:
-            total = len(view)
-            while True:
-                await self._wait_writable(self._fd)
-                try:
-                    sent += self._sock.send(view[sent:], _NOSIGNAL)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-                if sent >= total:
-                    return
-
-    async def send_eof(self) -> None:
-        with self._send_conflict:
-            await self._checkpoint()
-            if self._closed:
-                raise self._closed_error()
-            if self._did_shutdown:
-                return
-            self._did_shutdown = True
-            try:
-                self._sock.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                if exc.errno != errno.ENOTCONN:  # the peer is gone: nothing to end
-                    raise self._broken(exc) from exc
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._notify_closing(self._fd)
-            self._sock.close()
-            self._run_on_close()
-        await self._checkpoint()
 
 
 class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
@@ -322,7 +239,7 @@ class WrappedUNIXSocketStream(WrappedSocketStream, anyio.abc.UNIXSocketStream):
         return await self._inner.receive_fds(msglen, maxfds)
 
 
-class PipeStream(_LeanBase, anyio.abc.ByteStream):
+class PipeStream(PipeIO, _LeanBase, anyio.abc.ByteStream):
     """A byte stream over one or two pipe descriptors (anon, fifo, unnamed local).
 
     A one-way end (a FIFO's reader or writer) behaves on its missing side
@@ -332,11 +249,9 @@ class PipeStream(_LeanBase, anyio.abc.ByteStream):
 
     def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
         super().__init__(endpoint, backend)
-        self._reader = None if endpoint.read_fd is None else FdHolder(endpoint.read_fd)
-        self._writer = (
-            None if endpoint.write_fd is None else FdHolder(endpoint.write_fd)
-        )
-        self._eof_needs_hangup = endpoint.eof_needs_hangup
+        self._init_pipe(endpoint)
+
+    send = PipeIO.send_all  # type: ignore[assignment]
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -346,92 +261,6 @@ class PipeStream(_LeanBase, anyio.abc.ByteStream):
         if self._closed:
             return self._closed_error()
         return anyio.ClosedResourceError(f"{self._url}: this end has no {side} side")
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        with self._receive_conflict:
-            await self._checkpoint_if_cancelled()
-            _check_max_bytes(max_bytes)
-            reader = self._reader
-            if reader is None or reader.closed:
-                raise self._one_way_error("receiving")
-            fd, waited, saw_zero = reader.fd, False, False
-            while True:
-                try:
-                    data = os.read(fd, max_bytes)
-                except BlockingIOError:
-                    await self._wait_readable(fd)
-                    waited = True
-                    continue
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-                if not data and self._eof_needs_hangup and not saw_zero:
-                    # A FIFO reads 0 bytes while no writer has it open, also
-                    # before the first one came. It polls as hung up only once
-                    # a writer came and went: wait for that (or for data) and
-                    # read again; 0 then really is end of file.
-                    saw_zero = True
-                    await self._wait_readable(fd)
-                    waited = True
-                    continue
-                break
-            if not waited:
-                await self._cancel_shielded_checkpoint()
-            if not data:
-                raise anyio.EndOfStream
-            return data
-
-    async def send(self, item: bytes) -> None:
-        with self._send_conflict:
-            await self._checkpoint_if_cancelled()
-            writer = self._writer
-            if writer is None or writer.closed:
-                raise self._one_way_error("sending")
-            if not isinstance(item, _BYTES_TYPES):
-                item = memoryview(item).cast("B")
-            try:
-                sent = os.write(writer.fd, item) if item else 0
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            if sent < len(item):
-                await self._send_rest(writer, item, sent)
-            else:
-                await self._cancel_shielded_checkpoint()
-
-    async def _send_rest(self, writer: FdHolder, item: bytes, sent: int) -> None:
-        with memoryview(item) as view:
-            total = len(view)
-            while True:
-                await self._wait_writable(writer.fd)
-                try:
-                    sent += os.write(writer.fd, view[sent:])
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise self._broken(exc) from exc
-                if sent >= total:
-                    return
-
-    async def send_eof(self) -> None:
-        with self._send_conflict:
-            await self._checkpoint()
-            if self._closed:
-                raise self._closed_error()
-            writer = self._writer
-            if writer is not None and not writer.closed:
-                self._notify_closing(writer.fd)
-                writer.close()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            for holder in (self._reader, self._writer):
-                if holder is not None and not holder.closed:
-                    self._notify_closing(holder.fd)
-                    holder.close()
-            self._run_on_close()
-        await self._checkpoint()
 
 
 async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
