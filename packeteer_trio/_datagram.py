@@ -10,14 +10,6 @@ from __future__ import annotations
 import socket
 
 import trio
-from trio.lowlevel import (
-    cancel_shielded_checkpoint,
-    checkpoint,
-    checkpoint_if_cancelled,
-    notify_closing,
-    wait_readable,
-    wait_writable,
-)
 
 from ._datagram_core import (
     BoundDatagramIO,
@@ -30,6 +22,7 @@ from ._errors import InvalidURL
 from ._io import ConflictDetector
 from ._packet import PacketChannel
 from ._sockinfo import socket_url
+from ._stream import TRIO_WAITS
 from ._url import URL
 
 
@@ -46,14 +39,7 @@ class _DatagramBase(DatagramCore, trio.abc.AsyncResource):
             f"{self.url}: another task is already receiving on this socket",
             trio.BusyResourceError,
         )
-        self._wait_readable = wait_readable
-        self._wait_writable = wait_writable
-        self._checkpoint = checkpoint
-        self._checkpoint_if_cancelled = checkpoint_if_cancelled
-        self._cancel_shielded_checkpoint = cancel_shielded_checkpoint
-        self._notify_closing = notify_closing
-        self._sleep = trio.sleep
-        self._closed_exception = trio.ClosedResourceError
+        self._bind(TRIO_WAITS)
 
     @property
     def socket(self) -> socket.socket:
@@ -143,7 +129,7 @@ async def connect_datagram(
             raise InvalidURL(f"{url}: {url.scheme}:// has no local address to bind")
         # The checkpoint comes first: once the device exists, nothing may
         # cancel us before the channel owns it.
-        await checkpoint()
+        await trio.lowlevel.checkpoint()
         return PacketChannel(await scheme.connect_packet(url))
     if scheme.connect_datagram is None:
         raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use open_datagram()")

@@ -86,8 +86,6 @@ class DatagramCore(FaceHooks):
     """
 
     url: URL
-    _sleep: Callable[[float], Awaitable[None]]
-    _closed_exception: type[Exception]
 
     def __init__(self, endpoint: DatagramEndpoint) -> None:
         self.url = endpoint.url

@@ -20,6 +20,7 @@ layer per call would cost more than the syscall on small messages.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import socket
@@ -43,6 +44,28 @@ def max_bytes_or_default(max_bytes: int | None) -> int:
     return max_bytes
 
 
+WaitFd = Callable[[int], Awaitable[None]]
+Checkpoint = Callable[[], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Waits:
+    """One face's (or one anyio backend's) primitives, bound into each object.
+
+    ``closed_exception`` is what its waits raise when the descriptor is
+    closed under them (after ``notify_closing``).
+    """
+
+    checkpoint: Checkpoint
+    checkpoint_if_cancelled: Checkpoint
+    cancel_shielded_checkpoint: Checkpoint
+    wait_readable: WaitFd
+    wait_writable: WaitFd
+    notify_closing: Callable[[int], None]
+    sleep: Callable[[float], Awaitable[None]]
+    closed_exception: type[Exception]
+
+
 class FaceHooks:
     """What a face binds for the loops below (declared here for the types)."""
 
@@ -56,6 +79,20 @@ class FaceHooks:
     _checkpoint_if_cancelled: Callable[[], Awaitable[None]]
     _cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
     _notify_closing: Callable[[int], None]
+    _sleep: Callable[[float], Awaitable[None]]
+    _closed_exception: type[Exception]
+
+    def _bind(self, waits: Waits) -> None:
+        # Bound once per object: the loops call these directly, and an
+        # attribute load is all a call costs beyond the primitive itself.
+        self._checkpoint = waits.checkpoint
+        self._checkpoint_if_cancelled = waits.checkpoint_if_cancelled
+        self._cancel_shielded_checkpoint = waits.cancel_shielded_checkpoint
+        self._wait_readable = waits.wait_readable
+        self._wait_writable = waits.wait_writable
+        self._notify_closing = waits.notify_closing
+        self._sleep = waits.sleep
+        self._closed_exception = waits.closed_exception
 
     def _closed_error(self) -> Exception:  # pragma: no cover - each face's own
         raise NotImplementedError

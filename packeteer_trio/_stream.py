@@ -26,9 +26,20 @@ from trio.lowlevel import (
 from . import _sockinfo
 from ._endpoints import ListenerEndpoint, StreamEndpoint
 from ._errors import PacketeerError
-from ._fdio import DEFAULT_RECEIVE_SIZE, FaceHooks, PipeIO, SocketIO
+from ._fdio import DEFAULT_RECEIVE_SIZE, FaceHooks, PipeIO, SocketIO, Waits
 from ._io import ConflictDetector, FdHolder
 from ._url import URL
+
+TRIO_WAITS = Waits(
+    checkpoint=checkpoint,
+    checkpoint_if_cancelled=checkpoint_if_cancelled,
+    cancel_shielded_checkpoint=cancel_shielded_checkpoint,
+    wait_readable=wait_readable,
+    wait_writable=wait_writable,
+    notify_closing=notify_closing,
+    sleep=trio.sleep,
+    closed_exception=trio.ClosedResourceError,
+)
 
 __all__ = ["DEFAULT_RECEIVE_SIZE", "Listener", "PipeStream", "SocketStream", "Stream"]
 
@@ -46,13 +57,7 @@ class Stream(FaceHooks, trio.abc.HalfCloseableStream):
         self.url = url
         self._closed = False
         self._on_close = None
-        # Bound once: the shared loops in _fdio call these directly.
-        self._wait_readable = wait_readable
-        self._wait_writable = wait_writable
-        self._checkpoint = checkpoint
-        self._checkpoint_if_cancelled = checkpoint_if_cancelled
-        self._cancel_shielded_checkpoint = cancel_shielded_checkpoint
-        self._notify_closing = notify_closing
+        self._bind(TRIO_WAITS)
         self._send_conflict = ConflictDetector(
             f"{url}: another task is already sending on this stream",
             trio.BusyResourceError,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,10 +19,8 @@ import anyio.abc
 import anyio.lowlevel
 import trio
 
+from .._fdio import Waits
 from .._url import URL
-
-WaitFd = Callable[[int], Awaitable[None]]
-Checkpoint = Callable[[], Awaitable[None]]
 
 
 class PacketeerAttribute(anyio.TypedAttributeSet):
@@ -56,16 +54,10 @@ async def _trio_wait_writable(fd: int) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Backend:
-    """The primitives of one anyio backend."""
+class Backend(Waits):
+    """The primitives of one anyio backend (errors always anyio's)."""
 
-    is_trio: bool
-    checkpoint: Checkpoint
-    checkpoint_if_cancelled: Checkpoint
-    cancel_shielded_checkpoint: Checkpoint
-    wait_readable: WaitFd
-    wait_writable: WaitFd
-    notify_closing: Callable[[int], None]
+    is_trio: bool = False
 
 
 TRIO = Backend(
@@ -76,6 +68,8 @@ TRIO = Backend(
     wait_readable=_trio_wait_readable,
     wait_writable=_trio_wait_writable,
     notify_closing=trio.lowlevel.notify_closing,
+    sleep=trio.sleep,
+    closed_exception=anyio.ClosedResourceError,
 )
 
 ANYIO = Backend(
@@ -86,6 +80,8 @@ ANYIO = Backend(
     wait_readable=anyio.wait_readable,
     wait_writable=anyio.wait_writable,
     notify_closing=anyio.notify_closing,
+    sleep=anyio.sleep,
+    closed_exception=anyio.ClosedResourceError,
 )
 
 

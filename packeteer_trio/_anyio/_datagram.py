@@ -50,15 +50,7 @@ class _DatagramBase(DatagramCore):
         self._receive_conflict = ConflictDetector(
             "receiving from", anyio.BusyResourceError
         )
-        backend = current_backend()
-        self._checkpoint = backend.checkpoint
-        self._checkpoint_if_cancelled = backend.checkpoint_if_cancelled
-        self._cancel_shielded_checkpoint = backend.cancel_shielded_checkpoint
-        self._wait_readable = backend.wait_readable
-        self._wait_writable = backend.wait_writable
-        self._notify_closing = backend.notify_closing
-        self._sleep = anyio.sleep
-        self._closed_exception = anyio.ClosedResourceError
+        self._bind(current_backend())
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:

@@ -43,13 +43,7 @@ class _LeanBase(FaceHooks):
         self._receive_conflict = ConflictDetector(
             "receiving from", anyio.BusyResourceError
         )
-        # Bound once: the hot paths call these directly.
-        self._checkpoint = backend.checkpoint
-        self._checkpoint_if_cancelled = backend.checkpoint_if_cancelled
-        self._cancel_shielded_checkpoint = backend.cancel_shielded_checkpoint
-        self._wait_readable = backend.wait_readable
-        self._wait_writable = backend.wait_writable
-        self._notify_closing = backend.notify_closing
+        self._bind(backend)
 
     @property
     def url(self) -> URL:
