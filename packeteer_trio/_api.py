@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +15,15 @@ from ._extend import connect_user, listen_user
 from ._registry import Scheme, lookup
 from ._stream import Listener, Stream, wrap_stream
 from ._url import URL
+
+# accept() errors that mean "the system is out of something for now" (as in
+# trio.serve_listeners): pause and retry instead of ending the server.
+ACCEPT_CAPACITY_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+)
+RETRY_PAUSE = 0.100
+LOGGER = logging.getLogger("packeteer_trio")
+Handler = Callable[[Stream], Awaitable[Any]]
 
 
 def stream_scheme(url: URL, verb: str) -> Scheme:
@@ -73,13 +85,102 @@ async def serve(
 
     Like :func:`trio.serve_tcp`, for every stream scheme: runs until
     cancelled, a handler's exception propagates (cancelling the server),
-    EMFILE and similar keep serving after a pause, and ``task_status`` is
-    started with the list of listeners.
+    ``task_status`` is started with the list of listeners, a stream the
+    handler leaves open is closed for it, and the listener is closed on exit.
+    Running out of descriptors or kernel memory (EMFILE, ENFILE, ENOMEM,
+    ENOBUFS) pauses accepting for 100 ms at a time until it works again; the
+    logger ``packeteer_trio`` reports that once per burst (ERROR, with the
+    exception) and the recovery once (INFO), not every retry.
     """
     listener = await listen(url, backlog=backlog)
-    await trio.serve_listeners(
+    await serve_listeners(
         handler,
         [listener],
         handler_nursery=handler_nursery,
         task_status=task_status,
     )
+
+
+async def serve_listeners(
+    handler: Handler,
+    listeners: list[Listener],
+    *,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[list[Listener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """:func:`trio.serve_listeners` for our listeners, logging once per burst.
+
+    Takes ownership of *listeners*: each accept loop closes its listener when
+    it ends, however it ends (a task always starts, even when cancelled).
+    """
+    burst = _Burst()
+    async with trio.open_nursery() as nursery:
+        if handler_nursery is None:
+            handler_nursery = nursery
+        for listener in listeners:
+            nursery.start_soon(
+                _serve_one_listener, listener, handler_nursery, handler, burst
+            )
+        # The listeners already queue connections; like trio, report them
+        # once every accept loop is started.
+        task_status.started(listeners)
+
+
+class _Burst:
+    """Consecutive accept failures for lack of resources, shared by the
+    listeners of one serve(): the first is logged, the rest are counted."""
+
+    __slots__ = ("failures", "started")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.started = 0.0
+
+    def failed(self, listener: Listener, exc: OSError) -> None:
+        if not self.failures:
+            self.started = trio.current_time()
+            code = exc.errno or 0
+            LOGGER.error(
+                "%s: accept failed with %s (%s); pausing and retrying every "
+                "%d ms, logged once until accepting works again",
+                listener.url,
+                errno.errorcode.get(code, code),
+                os.strerror(code),
+                RETRY_PAUSE * 1000,
+                exc_info=exc,
+            )
+        self.failures += 1
+
+    def succeeded(self, listener: Listener) -> None:
+        if self.failures:
+            LOGGER.info(
+                "%s: accepting again after %d failed attempts in %.1f s",
+                listener.url,
+                self.failures,
+                trio.current_time() - self.started,
+            )
+            self.failures = 0
+
+
+async def _run_handler(stream: Stream, handler: Handler) -> None:
+    try:
+        await handler(stream)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _serve_one_listener(
+    listener: Listener, handler_nursery: trio.Nursery, handler: Handler, burst: _Burst
+) -> None:
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                burst.failed(listener, exc)
+                await trio.sleep(RETRY_PAUSE)
+                continue
+            burst.succeeded(listener)
+            handler_nursery.start_soon(_run_handler, stream, handler)

@@ -13,6 +13,13 @@ is closed and then opens a fresh reader. ``serve`` thus handles writer
 sessions one after another. From ``listen`` to the first ``accept`` the
 listener holds the reader itself, so early writers are not refused; between
 sessions with nobody accepting, writers get a broken pipe.
+
+Files on disk: both ends check what they opened (``fstat``), so a path that
+is or becomes anything but a FIFO is refused, never read from or written to;
+``?mode=0600`` is set on the open descriptor (``fchmod``), never through a
+path; on close the listener removes the FIFO only if it is still the one it
+created. ``?nofollow`` refuses a path with a symbolic link in it (a directory
+on the way, or the FIFO itself): OSError(ELOOP); see ``docs/security.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from .._endpoints import ListenerEndpoint, StreamEndpoint, WaitFd
 from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
+from ._paths import check_length, check_options, file_mode, nofollow, refuse_symlinks
 
 # getattr: Windows has no O_NONBLOCK, and this module is imported there too.
 _NONBLOCK_CLOEXEC = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -48,14 +56,8 @@ def validate(url: URL, text: str) -> URL:
         raise InvalidURL(f"{text!r}: fifo:// needs a path, e.g. fifo:///tmp/my.fifo")
     if "\0" in url.path:
         raise InvalidURL(f"{text!r}: a FIFO path cannot contain NUL")
-    mode = url.query.get("mode")
-    if mode is not None:
-        try:
-            value = int(mode, 8)
-        except ValueError:
-            value = -1
-        if not 0 <= value <= 0o777:
-            raise InvalidURL(f"{text!r}: mode={mode!r} is not an octal mode like 0600")
+    check_length(url.path, text)
+    check_options(url, text)
     return url
 
 
@@ -68,10 +70,43 @@ def _require_fifo(url: URL, action: str) -> None:
         )
 
 
+def _open_fifo(url: URL, flags: int, action: str) -> tuple[int, os.stat_result]:
+    """Open the URL's FIFO; refuse (and close) whatever else the path holds.
+
+    The check is on the descriptor, so a path swapped for another file after
+    an earlier check is still refused, before a byte is read or written.
+    """
+    if nofollow(url):
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(url.path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISFIFO(info.st_mode):
+            raise FileExistsError(
+                errno.EEXIST,
+                f"{url}: {action} failed: {url.path} exists and is not a FIFO",
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def _unlink_if_same(path: str, identity: tuple[int, int]) -> None:
+    """Remove *path* only if it is still the file of *identity* (dev, inode)."""
+    try:
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) == identity:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 async def connect(url: URL) -> StreamEndpoint:
     try:
+        refuse_symlinks(url, url.path, final=True)
         _require_fifo(url, "connect")
-        fd = os.open(url.path, _WRITE_FLAGS)
+        fd, _ = _open_fifo(url, _WRITE_FLAGS, "connect")
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # no reader: nobody listens
             raise ConnectionRefusedError(
@@ -86,13 +121,21 @@ async def connect(url: URL) -> StreamEndpoint:
 
 
 class FifoListenerEndpoint(ListenerEndpoint):
-    def __init__(self, url: URL, created: bool) -> None:
+    def __init__(self, url: URL, created: bool, mode: int | None = None) -> None:
         self.url = url
         self._created = created
         self._closed = False
         self._in_session = False
         self._idle: anyio.Event | None = None
-        self._reader: int | None = os.open(url.path, _READ_FLAGS)
+        fd, info = _open_fifo(url, _READ_FLAGS, "listen")
+        self._identity = (info.st_dev, info.st_ino)
+        if created and mode is not None and sys.platform != "win32":
+            try:
+                os.fchmod(fd, mode)  # through the descriptor: no path to swap
+            except BaseException:
+                os.close(fd)
+                raise
+        self._reader: int | None = fd
 
     def fds(self) -> list[int]:
         return [] if self._reader is None else [self._reader]
@@ -102,12 +145,29 @@ class FifoListenerEndpoint(ListenerEndpoint):
             return None
         fd = self._reader
         if fd is None:
-            fd = os.open(self.url.path, _READ_FLAGS)
+            fd = self._reopen()
         self._reader = None
         self._in_session = True
         return StreamEndpoint(
             url=self.url, read_fd=fd, eof_needs_hangup=True, on_close=self._session_over
         )
+
+    def _reopen(self) -> int:
+        """A fresh reader for the next session, of the very FIFO we listen on."""
+        try:
+            fd, info = _open_fifo(self.url, _READ_FLAGS, "accept")
+        except OSError as exc:
+            if exc.strerror and str(self.url) in exc.strerror:
+                raise
+            raise with_url(exc, self.url, "accept") from exc
+        if (info.st_dev, info.st_ino) != self._identity:
+            os.close(fd)
+            raise FileExistsError(
+                errno.EEXIST,
+                f"{self.url}: accept failed: {self.url.path} was replaced by "
+                "another FIFO since listen()",
+            )
+        return fd
 
     async def wait_acceptable(self, wait_readable: WaitFd) -> None:
         if not self._in_session or self._closed:
@@ -132,29 +192,28 @@ class FifoListenerEndpoint(ListenerEndpoint):
         if self._idle is not None:
             self._idle.set()
         if self._created:
-            try:
-                os.unlink(self.url.path)
-            except OSError:
-                pass
+            _unlink_if_same(self.url.path, self._identity)
 
 
 async def listen(url: URL, backlog: int | None) -> FifoListenerEndpoint:
     if sys.platform == "win32":  # pragma: no cover - never registered there
         raise NotImplementedError("fifo:// does not exist on Windows")
-    mode = url.query.get("mode")
-    created = False
+    mode = file_mode(url)
+    made: tuple[int, int] | None = None
     try:
+        refuse_symlinks(url, url.path, final=True)
         try:
-            os.mkfifo(url.path, 0o666 if mode is None else int(mode, 8))
-            created = True
-            if mode is not None:
-                os.chmod(url.path, int(mode, 8))
+            # Under the umask the FIFO is never more open than *mode*; the
+            # listener then sets *mode* exactly through its descriptor.
+            os.mkfifo(url.path, 0o666 if mode is None else mode)
+            info = os.lstat(url.path)
+            made = (info.st_dev, info.st_ino)
         except FileExistsError:
             _require_fifo(url, "listen")
-        return FifoListenerEndpoint(url, created)
+        return FifoListenerEndpoint(url, made is not None, mode)
     except OSError as exc:
-        if created:
-            os.unlink(url.path)
+        if made is not None:
+            _unlink_if_same(url.path, made)
         if exc.strerror and str(url) in exc.strerror:
             raise
         raise with_url(exc, url, "listen") from exc

@@ -6,7 +6,10 @@ whose writes read back. A listener owns its socket file: it replaces only a
 stale socket (one nobody answers on), never any other file, and removes the
 file on close if it is still the one it made. ``?mode=0600`` (octal) sets the
 file's permissions, applied at bind time under a tightened umask so there is
-no moment when the socket is more open than asked.
+no moment when the socket is more open than asked. ``?nofollow`` refuses a
+path with a symbolic link in it (a directory on the way, or the socket file
+itself): OSError(ELOOP), checked when the connector is opened; see
+``docs/security.md``.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from .._endpoints import (
 from .._errors import InvalidURL, UnsupportedScheme, with_url
 from .._registry import Scheme, register
 from .._url import URL
+from ._paths import check_options, encoded, file_mode, refuse_symlinks
 
 # sun_path is 108 bytes on Linux, 104 on the BSDs, and must keep a final NUL
-# for paths (abstract names use every byte but the leading NUL is one of them).
+# for paths; abstract names use every byte (their leading NUL is one of them).
 MAX_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
+MAX_ABSTRACT_BYTES = 108
 DEFAULT_BACKLOG = 0xFFFF
 # CPython's socket module has no AF_UNIX on Windows, not even where Windows 10
 # 1803+ has the sockets (CPython issue #77589); there local:// is unsupported.
@@ -73,28 +78,17 @@ def validate(url: URL, text: str) -> URL:
             raise UnsupportedScheme(
                 f"{text!r}: abstract socket names exist only on Linux; use a path"
             )
-        size = len(sockaddr(url).encode("utf-8", "surrogateescape"))
-        if size > MAX_PATH_BYTES:
+        size = len(encoded(sockaddr(url), text))
+        limit = MAX_ABSTRACT_BYTES if is_abstract(url) else MAX_PATH_BYTES
+        if size > limit:
             raise InvalidURL(
                 f"{text!r}: the socket address is {size} bytes; this OS allows "
-                f"at most {MAX_PATH_BYTES}"
+                f"at most {limit}"
             )
         if "\0" in url.path[2:]:
             raise InvalidURL(f"{text!r}: NUL is allowed only to start an abstract name")
-    mode = url.query.get("mode")
-    if mode is not None:
-        try:
-            value = int(mode, 8)
-        except ValueError:
-            value = -1
-        if not 0 <= value <= 0o777:
-            raise InvalidURL(f"{text!r}: mode={mode!r} is not an octal mode like 0600")
+    check_options(url, text)
     return url
-
-
-def file_mode(url: URL) -> int | None:
-    mode = url.query.get("mode")
-    return None if mode is None else int(mode, 8)
 
 
 async def connect_unix(sock: socket.socket, address: str) -> None:
@@ -126,6 +120,8 @@ async def connect(url: URL) -> StreamEndpoint:
         )
     sock = socket.socket(AF_UNIX, socket.SOCK_STREAM)
     try:
+        if not is_abstract(url):
+            refuse_symlinks(url, url.path, final=True)
         await connect_unix(sock, sockaddr(url))
     except OSError as exc:
         sock.close()
@@ -188,6 +184,7 @@ def bind(url: URL, sock: socket.socket) -> Callable[[], None] | None:
     if is_abstract(url):
         sock.bind(address)
         return None
+    refuse_symlinks(url, address, final=False)
     clear_stale_socket(url, sock.type)
     mode = file_mode(url)
     if mode is None:
@@ -200,8 +197,14 @@ def bind(url: URL, sock: socket.socket) -> Callable[[], None] | None:
             sock.bind(address)
         finally:
             os.umask(old)
+    # lstat, not stat: if the path were swapped for a symlink meanwhile, this
+    # names the link, and close() removes at most the link, never its target.
+    made = os.lstat(address)
+    is_ours = stat.S_ISSOCK(made.st_mode)
+    if mode is not None and is_ours and stat.S_IMODE(made.st_mode) != mode:
+        # Only where a default ACL overrode the umask. Never through a
+        # symlink: lstat just saw our socket there.
         os.chmod(address, mode)
-    made = os.stat(address)
 
     def remove_if_ours() -> None:
         try:
@@ -336,6 +339,8 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
             # Autobind to a kernel-chosen abstract name, so that the peer's
             # replies have somewhere to go (an unbound sender has no address).
             sock.bind("")
+        if not is_abstract(url):
+            refuse_symlinks(url, url.path, final=True)
         sock.connect(sockaddr(url))  # never blocks for AF_UNIX datagrams
         peer = _sockinfo.socket_url(sock, peer=True)
     except BaseException as exc:
