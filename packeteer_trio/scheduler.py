@@ -16,9 +16,11 @@ import select
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Protocol
 
 import trio
+from trio.lowlevel import wait_readable, wait_writable
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -38,16 +40,17 @@ class Events(enum.IntFlag):
 
 #: Every I/O event: the default of :meth:`Scheduler.unregister_connector`.
 IO_EVENTS = Events.READ | Events.WRITE | Events.ERROR | Events.OPEN | Events.CLOSE
-_WATCHABLE = Events.READ | Events.WRITE | Events.ERROR | Events.CLOSE
+# Masks are plain ints inside (IntFlag operations cost ~0.3 us each, and its ~
+# loses user bits above the named ones); callbacks and handles get Events.
+_READ, _WRITE, _ERROR, _CLOSE = map(
+    int, (Events.READ, Events.WRITE, Events.ERROR, Events.CLOSE)
+)
+_WATCHABLE = _READ | _WRITE | _ERROR | _CLOSE
 _BELOW_USER = int(Events.USER) - 1
+_IO_EVENTS = tuple(Events(bits) for bits in range(32))  # bits -> Events, cheaply
 
 #: ``callback(now, events, connector)``, plain or async; its result is ignored.
 Callback = Callable[[float, Events, Any], object]
-
-
-def _without(events: Events, remove: Events | int) -> Events:
-    # Not `events & ~remove`: IntFlag's ~ loses user bits above the named ones.
-    return Events(int(events) & ~int(remove))
 
 
 class SchedulerConnector(Protocol):
@@ -80,7 +83,7 @@ class Registration:
         run_in_thread: bool,
     ) -> None:
         self._scheduler, self._key = scheduler, key
-        self._events = events
+        self._mask = int(events)
         self._scope = trio.CancelScope()
         self._wait_scope: trio.CancelScope | None = None
         self._send: trio.MemorySendChannel[Events] | None = None  # user events
@@ -92,7 +95,7 @@ class Registration:
     @property
     def events(self) -> Events:
         """The events currently registered for."""
-        return self._events
+        return Events(self._mask)
 
     @property
     def cancelled(self) -> bool:
@@ -110,109 +113,82 @@ class Registration:
         self._scope.cancel()
         self._scheduler._forget(self)
 
-    def _add(self, events: Events, oneshot: bool, run_in_thread: bool) -> None:
+    def _add(self, events: int, oneshot: bool, run_in_thread: bool) -> None:
         if (oneshot, run_in_thread) != (self._oneshot, self._run_in_thread):
             raise ValueError("callback already registered with other options")
-        self._set_events(self._events | events)
+        self._set_mask(self._mask | events)
 
-    def _set_events(self, events: Events) -> None:
-        self._events = events
-        if self._wait_scope is not None:  # re-wait for the new mask
+    def _set_mask(self, mask: int) -> None:
+        self._mask = mask
+        if self._wait_scope is not None:  # set only while waiting: re-wait
             self._wait_scope.cancel()
 
     def __repr__(self) -> str:
         state = "done" if self._done else "active"
-        return f"<Registration {self._events!r} {self.callback!r} {state}>"
+        return f"<Registration {self.events!r} {self.callback!r} {state}>"
 
 
 class _Round:
+    """One wait on an fd and direction, which other registrations follow."""
+
+    __slots__ = ("followers", "ready")
+
     def __init__(self) -> None:
-        self.finished = trio.Event()
-        self.outcome = "retry"  # or "ready", "closed"
+        self.followers: trio.Event | None = None  # made by the first follower
+        self.ready: bool | None = None  # None: that waiter was cancelled
 
 
-class _Gate:
-    """trio lets one task wait per fd and direction, so registrations watching
-    the same one share each wait: one task waits, the others follow it."""
-
-    def __init__(self, gates: dict[tuple[int, bool], _Gate], key: tuple[int, bool]):
-        self._gates, self._key = gates, key
-        self._round: _Round | None = None
-        self._users = 0
-
-    async def wait(self) -> bool:
-        """Wait until the fd is ready (True) or closed (False)."""
-        self._users += 1
-        try:
-            while (rnd := self._round) is not None:
-                await rnd.finished.wait()
-                if rnd.outcome != "retry":  # retry: that waiter was cancelled
-                    return rnd.outcome == "ready"
-            rnd = self._round = _Round()
-            try:
-                fd, read = self._key
-                await (
-                    trio.lowlevel.wait_readable if read else trio.lowlevel.wait_writable
-                )(fd)
-                rnd.outcome = "ready"
-            except trio.ClosedResourceError:  # notify_closing(): closed locally
-                rnd.outcome = "closed"
-            finally:
-                self._round = None
-                rnd.finished.set()
-            return rnd.outcome == "ready"
-        finally:
-            self._users -= 1
-            if not self._users:
-                del self._gates[self._key]
-
-
-def _poll(waits: list[tuple[int, bool]], woke: Events) -> tuple[Events, bool]:
-    """Classify the watched fds with a zero-timeout poll: (events, fd invalid)."""
+def _classifier(waits: list[tuple[int, bool]]) -> Callable[[int], int | None]:
+    """``classify(woke)``: the events a zero-timeout poll of the watched fds
+    sees (a wakeup cannot tell data from a hang-up), None if an fd is invalid.
+    The poll object is made once per set of waits, not per wakeup."""
     # Windows has no poll(): trust the wakeup.
     if sys.platform == "win32" or not hasattr(select, "poll"):  # pragma: no cover
-        return woke, False
-    poller = select.poll()
+        return lambda woke: woke
+    readable, hangup = select.POLLIN | select.POLLPRI, select.POLLHUP | _POLLRDHUP
+    out, err, invalid = select.POLLOUT, select.POLLERR, select.POLLNVAL
     flags: dict[int, int] = {}
     for fd, read in waits:
-        want = select.POLLIN | select.POLLPRI | _POLLRDHUP if read else select.POLLOUT
-        flags[fd] = flags.get(fd, 0) | want
+        flags[fd] = flags.get(fd, 0) | (readable | _POLLRDHUP if read else out)
+    poller = select.poll()
     for fd, want in flags.items():
         poller.register(fd, want)
-    revents = 0
-    for _, rev in poller.poll(0):
-        revents |= rev
-    seen = Events(0)
-    for bits, event in (
-        (select.POLLIN | select.POLLPRI, Events.READ),
-        (select.POLLOUT, Events.WRITE),
-        (select.POLLHUP | _POLLRDHUP, Events.CLOSE),
-        (select.POLLERR, Events.ERROR),
-    ):
-        seen |= event if revents & bits else 0
-    return seen, bool(revents & select.POLLNVAL)
+    poll = poller.poll
+
+    def classify(woke: int) -> int | None:
+        revents = 0
+        for _, rev in poll(0):
+            revents |= rev
+        if revents & invalid:
+            return None
+        return (
+            (_READ if revents & readable else 0)
+            | (_WRITE if revents & out else 0)
+            | (_CLOSE if revents & hangup else 0)
+            | (_ERROR if revents & err else 0)
+        )
+
+    return classify
 
 
-def _waits(mask: Events, rfd: int | None, wfd: int | None) -> list[tuple[int, bool]]:
+def _waits(mask: int, rfd: int | None, wfd: int | None) -> list[tuple[int, bool]]:
     waits = []
-    if mask & Events.READ and rfd is not None:
+    if mask & _READ and rfd is not None:
         waits.append((rfd, True))
-    if mask & Events.WRITE and wfd is not None:
+    if mask & _WRITE and wfd is not None:
         waits.append((wfd, False))
-    if not waits and mask & (Events.CLOSE | Events.ERROR):
+    if not waits and mask & (_CLOSE | _ERROR):
         # Hang-ups and errors wake readers, even on a pipe's write end.
         fd = rfd if rfd is not None else wfd
         waits += [] if fd is None else [(fd, True)]
     return waits
 
 
-def _fds_unchanged(
-    conn: SchedulerConnector, fds: tuple[int | None, int | None]
-) -> bool:
+def _fds(conn: SchedulerConnector) -> tuple[int | None, int | None] | None:
     try:
-        return conn._scheduler_fds() == fds
+        return conn._scheduler_fds()
     except trio.ClosedResourceError:
-        return True
+        return None
 
 
 class Scheduler:
@@ -229,7 +205,7 @@ class Scheduler:
         self._live: set[Registration] = set()
         # (id(connector),), ("timer", callback), ("user", callback) -> handles
         self._index: dict[Any, list[Registration]] = {}
-        self._gates: dict[tuple[int, bool], _Gate] = {}
+        self._rounds: dict[tuple[int, bool], _Round] = {}  # (fd, read) -> wait
 
     @property
     def thread_limiter(self) -> trio.CapacityLimiter:
@@ -261,15 +237,15 @@ class Scheduler:
             raise ValueError(f"not a mask of I/O events: {events!r}")
         rfd, wfd = connector._scheduler_fds()  # raises if already closed
         if (
-            (events & Events.READ and rfd is None)
-            or (events & Events.WRITE and wfd is None)
+            (events & _READ and rfd is None)
+            or (events & _WRITE and wfd is None)
             or not _waits(events, rfd, wfd)
         ):
             raise ValueError(f"{connector!r} has no side to watch for {events!r}")
         key = (id(connector),)
         for reg in self._index.get(key, ()):
             if reg.callback == callback:
-                reg._add(events, oneshot, run_in_thread)
+                reg._add(int(events), oneshot, run_in_thread)
                 return reg
         reg = Registration(
             self, key, callback, events, connector, oneshot, run_in_thread
@@ -287,63 +263,91 @@ class Scheduler:
         for reg in list(self._index.get((id(connector),), ())):
             if callback is not None and reg.callback != callback:
                 continue
-            left = _without(reg.events, events)
+            left = reg._mask & ~int(events)
             if left & _WATCHABLE:
-                reg._set_events(left)
+                reg._set_mask(left)
             else:
                 reg.cancel()
 
     async def _run_io(self, reg: Registration) -> None:
         conn = reg.connector
-        while True:
-            try:
-                fds = conn._scheduler_fds()
-            except trio.ClosedResourceError:
+        while True:  # once per mask and set of fds
+            if (fds := _fds(conn)) is None:
                 break
-            mask = reg.events
+            mask = reg._mask
             if not (waits := _waits(mask, *fds)):
                 break  # the watched side was shut down
-            woke: Events | None = Events(0)
-            with trio.CancelScope() as reg._wait_scope:
-                woke = await self._wait_any(waits)
+            classify = _classifier(waits)
+            if len(waits) == 1:  # no nursery needed
+                wait = partial(self._wait_fd, waits[0])
+            else:
+                wait = partial(self._wait_any, waits)
+            seen: int | None = 0
+            # One scope serves every wait with this mask (entering and leaving
+            # one costs half a wait): _set_mask() cancels it only while the
+            # task waits, so no callback runs in a cancelled scope.
+            with trio.CancelScope() as scope:
+                # A callback may change the mask or close a side.
+                while mask == reg._mask and _fds(conn) == fds:
+                    reg._wait_scope = scope
+                    woke = await wait()
+                    reg._wait_scope = None
+                    if (seen := None if woke is None else classify(woke)) is None:
+                        break  # an fd was closed
+                    if scope.cancel_called:
+                        break  # the mask changed with the wakeup queued: re-wait
+                    if fired := seen & reg._mask:  # the mask as of now
+                        await self._invoke(reg, _IO_EVENTS[fired], conn)
+                        if reg._oneshot:
+                            return
+                    elif seen:
+                        await trio.sleep(_IDLE_POLL)
             reg._wait_scope = None
-            if woke == 0:  # the mask changed
-                continue
-            seen, gone = (Events(0), True) if woke is None else _poll(waits, woke)
-            if gone:  # an fd was closed: one side (then re-check), or all of it
-                if _fds_unchanged(conn, fds):
-                    break
-                continue
-            if fired := seen & reg.events:  # the mask as of now, not as of the wait
-                await self._invoke(reg, fired, conn)
-                if reg._oneshot:
-                    return
-            elif seen:
-                await trio.sleep(_IDLE_POLL)
-        if reg.events & Events.CLOSE:
+            # A closed fd ends the registration, unless only one side went.
+            if seen is None and _fds(conn) in (fds, None):
+                break
+        if reg._mask & _CLOSE:
             await self._invoke(reg, Events.CLOSE, conn)
 
-    async def _wait_any(self, waits: list[tuple[int, bool]]) -> Events | None:
+    async def _wait_any(self, waits: list[tuple[int, bool]]) -> int | None:
         """Wait for the first ready fd: the directions that woke, None if closed."""
-        woke: Events | None = Events(0)
+        woke: int | None = 0
 
         async def wait_one(key: tuple[int, bool], done: trio.CancelScope) -> None:
             nonlocal woke
-            if (gate := self._gates.get(key)) is None:
-                gate = self._gates[key] = _Gate(self._gates, key)
-            if not await gate.wait():
-                woke = None
-            elif woke is not None:
-                woke |= Events.READ if key[1] else Events.WRITE
+            direction = await self._wait_fd(key)
+            woke = None if direction is None or woke is None else woke | direction
             done.cancel()
 
-        if len(waits) == 1:
-            await wait_one(waits[0], trio.CancelScope())
-        else:
-            async with trio.open_nursery() as nursery:
-                for key in waits:
-                    nursery.start_soon(wait_one, key, nursery.cancel_scope)
+        async with trio.open_nursery() as nursery:
+            for key in waits:
+                nursery.start_soon(wait_one, key, nursery.cancel_scope)
         return woke
+
+    async def _wait_fd(self, key: tuple[int, bool]) -> int | None:
+        """Wait until the fd is ready: READ or WRITE, None if closed locally.
+
+        trio lets one task wait per fd and direction, so registrations
+        watching the same one share each wait: one task waits, the others
+        follow its round (an Event is made only once someone follows)."""
+        while (rnd := self._rounds.get(key)) is not None:
+            if rnd.followers is None:
+                rnd.followers = trio.Event()
+            await rnd.followers.wait()
+            if rnd.ready is not None:  # else that waiter was cancelled: retry
+                break
+        else:  # nobody waits on it: lead a round
+            self._rounds[key] = rnd = _Round()
+            try:
+                await (wait_readable if key[1] else wait_writable)(key[0])
+                rnd.ready = True
+            except trio.ClosedResourceError:  # notify_closing(): closed locally
+                rnd.ready = False
+            finally:
+                del self._rounds[key]
+                if rnd.followers is not None:
+                    rnd.followers.set()
+        return (_READ if key[1] else _WRITE) if rnd.ready else None
 
     # -- timers ------------------------------------------------------------
 
@@ -422,7 +426,7 @@ class Scheduler:
             raise ValueError(f"user events are Events.USER and above: {events!r}")
         key = ("user", callback)
         for reg in self._index.get(key, ()):
-            reg._add(events, False, run_in_thread)
+            reg._add(int(events), False, run_in_thread)
             return reg
         reg = Registration(self, key, callback, events, None, False, run_in_thread)
         reg._send, receive = trio.open_memory_channel[Events](math.inf)
@@ -431,8 +435,8 @@ class Scheduler:
     def unregister_event(self, events: Events | int, callback: Callback) -> None:
         """Stop calling ``callback`` for ``events``; with none left it is dropped."""
         for reg in list(self._index.get(("user", callback), ())):
-            if left := _without(reg.events, events):
-                reg._set_events(left)
+            if left := reg._mask & ~int(events):
+                reg._set_mask(left)
             else:
                 reg.cancel()
 
@@ -445,8 +449,8 @@ class Scheduler:
                 f"only user events (>= Events.USER) can be fired: {events!r}"
             )
         for reg in self._live:
-            if (hit := reg.events & events) and reg._send is not None:
-                reg._send.send_nowait(hit)
+            if (hit := reg._mask & events) and reg._send is not None:
+                reg._send.send_nowait(Events(hit))
 
     async def _run_user(
         self, reg: Registration, receive: trio.MemoryReceiveChannel[Events]
@@ -499,7 +503,10 @@ class Scheduler:
             await trio.to_thread.run_sync(
                 reg.callback, now, events, connector, limiter=self._limiter
             )
-        elif inspect.isawaitable(result := reg.callback(now, events, connector)):
+        # `is not None` first: most callbacks are plain, and it is cheaper.
+        elif (result := reg.callback(now, events, connector)) is not None and (
+            inspect.isawaitable(result)
+        ):
             await result
 
 
