@@ -79,6 +79,13 @@ class URL:
             raise InvalidURL(
                 f"{text!r}: a URL must be a str, not {type(text).__name__}"
             )
+        try:
+            text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise InvalidURL(
+                f"{text!r}: contains characters that cannot be encoded "
+                "(lone surrogates)"
+            ) from None
         url = _split(text)
         from ._registry import lookup  # the registry imports this module
 
@@ -111,7 +118,9 @@ class URL:
                 f"{_q(key)}={_q(value)}" for key, value in self.query.items()
             )
         if self.fragment:
-            text += "#" + quote(self.fragment, safe="/?:@!$&'()*+,;=-._~")
+            text += "#" + quote(
+                self.fragment, safe="/?:@!$&'()*+,;=-._~", errors="surrogateescape"
+            )
         return text
 
     def __repr__(self) -> str:

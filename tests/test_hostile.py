@@ -263,30 +263,6 @@ class Targets:
         return url.replace(host=host, port=port)
 
 
-def _unencodable(text: str) -> bool:
-    try:
-        text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def known_url_bug(text: str, url: URL | None) -> bool:
-    """The two UnicodeEncodeErrors reported to the lead (_url.py, not ours).
-
-    1. The fragment is quoted without ``errors="surrogateescape"``, so any
-       surrogate in it (``#%80`` decodes to one) makes ``str(url)`` raise,
-       and with it every verb (they format the URL into messages).
-    2. Text with lone surrogates outside U+DC80-U+DCFF (which no decoding
-       produces, but a str can hold) is accepted by the generic parser and
-       raises wherever the URL is formatted: ``str(url)``, or inside
-       ``URL.parse`` itself when a scheme's validator formats it (tls+tcp).
-    """
-    if _unencodable(text):
-        return True
-    return url is not None and any("\ud800" <= c <= "\udfff" for c in url.fragment)
-
-
 def check_parse(text: str, counts: Counter[str]) -> URL | None:
     """URL.parse raises only InvalidURL; what it accepts round-trips."""
     try:
@@ -294,19 +270,8 @@ def check_parse(text: str, counts: Counter[str]) -> URL | None:
     except InvalidURL:
         counts["rejected"] += 1
         return None
-    except UnicodeEncodeError:
-        if not known_url_bug(text, None):
-            raise
-        counts["known _url.py bug"] += 1
-        return None
     counts["accepted"] += 1
-    try:
-        canonical = str(url)
-    except UnicodeEncodeError:
-        if not known_url_bug(text, url):
-            raise
-        counts["known _url.py bug"] += 1
-        return url
+    canonical = str(url)
     again = URL.parse(canonical)
     assert again == url, (text, canonical)
     assert str(again) == canonical
@@ -328,11 +293,6 @@ async def exercise(text: str, url: URL | None, targets: Targets) -> None:
                 opened = await verb(target)
             except (InvalidURL, OSError) as exc:
                 targets.counts[f"{name}: {type(exc).__name__}"] += 1
-                continue
-            except UnicodeEncodeError:
-                if not known_url_bug(text, url):
-                    raise
-                targets.counts[f"{name}: known _url.py bug"] += 1
                 continue
             targets.counts[f"{name}: opened"] += 1
             await opened.aclose()
@@ -384,23 +344,20 @@ def test_fuzz_mutated_valid_urls(tmp_path: Path) -> None:
     run_fuzz(mutated, tmp_path, "mutated valid URLs")
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason="_url.py bug")
 @pytest.mark.parametrize(
     "text",
-    [
-        "tcp4://127.0.0.1:1#%80",
-        "anon://#\udc80",
-        "anon://?x=\ud800",
-        "tls+tcp://\ud800:1",
-    ],
+    ["tcp4://127.0.0.1:1#%80", "anon://#\udc80", "anon://?x=%ff", "local:///%80"],
 )
-def test_known_url_bug_surrogates(text: str) -> None:
-    """Reported: URL.parse accepts these, str() then raises. When _url.py is
-    fixed (quote the fragment with errors="surrogateescape"; reject text that
-    cannot be encoded at parse time), this xfail turns into a failure: drop
-    the marker and known_url_bug() above."""
+def test_undecodable_bytes_round_trip(text: str) -> None:
+    """Percent-escapes that are not UTF-8 survive as surrogate escapes."""
     url = URL.parse(text)
     assert URL.parse(str(url)) == url
+
+
+@pytest.mark.parametrize("text", ["anon://?x=\ud800", "tls+tcp://\ud800:1"])
+def test_lone_surrogates_are_invalid(text: str) -> None:
+    with pytest.raises(InvalidURL, match="cannot be encoded"):
+        URL.parse(text)
 
 
 def test_path_options_are_strict() -> None:
