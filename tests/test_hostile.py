@@ -374,7 +374,7 @@ def test_path_options_are_strict() -> None:
         "nofollow": "1",
     }
     for text in ["local:///\ud800", "fifo:///a\udfff"]:
-        with pytest.raises(InvalidURL, match="cannot encode"):
+        with pytest.raises(InvalidURL, match=r"cannot (be )?encode"):
             URL.parse(text)
 
 
