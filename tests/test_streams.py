@@ -44,9 +44,9 @@ async def fill(stream: Stream) -> None:
         nursery.cancel_scope.cancel()
 
 
-def makers(url_of: Callable[[], str]) -> tuple[
-    Callable[[], Awaitable[StreamPair]], Callable[[], Awaitable[StreamPair]]
-]:
+def makers(
+    url_of: Callable[[], str],
+) -> tuple[Callable[[], Awaitable[StreamPair]], Callable[[], Awaitable[StreamPair]]]:
     async def maker() -> StreamPair:
         return await socket_pair(url_of())
 
@@ -462,8 +462,6 @@ async def test_accept_close_wakes_waiter() -> None:
         nursery.start_soon(waiter)
         await trio.testing.wait_all_tasks_blocked()
         await listener.aclose()
-
-
 
 
 @posix_only
