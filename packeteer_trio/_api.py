@@ -48,7 +48,7 @@ async def connect(url: str | URL) -> Stream:
     if scheme.factory is not None:  # a scheme from register_scheme()
         return await connect_user(scheme.factory, url)
     if scheme.connect is None:
-        raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use listen()")
+        raise scheme.missing("connect", url)
     # Some schemes never wait (anon, fifo, an unnamed pair): the checkpoint
     # pair keeps every connect() a checkpoint without risking the new fds.
     await trio.lowlevel.checkpoint_if_cancelled()
@@ -64,9 +64,7 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
     if scheme.factory is not None:  # a scheme from register_scheme()
         return await listen_user(scheme.factory, url, backlog)
     if scheme.listen is None:
-        raise InvalidURL(
-            f"{url}: {url.scheme}:// has nothing to listen on; use connect({url})"
-        )
+        raise scheme.missing("listen", url)
     await trio.lowlevel.checkpoint_if_cancelled()
     listener = Listener(await scheme.listen(url, backlog))
     await trio.lowlevel.cancel_shielded_checkpoint()

@@ -102,10 +102,13 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
 
         return await open_user_datagram(scheme.factory, url)
     if scheme.open_datagram is None:
-        raise InvalidURL(
-            f"{url}: {url.scheme}:// cannot be bound; use connect_datagram()"
-        )
-    return DatagramSocket(await scheme.open_datagram(url))
+        raise scheme.missing("open_datagram", url)
+    # Binding a literal address never waits: the checkpoint pair keeps every
+    # open_datagram() a checkpoint without risking the new socket.
+    await trio.lowlevel.checkpoint_if_cancelled()
+    sock = DatagramSocket(await scheme.open_datagram(url))
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    return sock
 
 
 async def connect_datagram(
@@ -132,5 +135,8 @@ async def connect_datagram(
         await trio.lowlevel.checkpoint()
         return PacketChannel(await scheme.connect_packet(url))
     if scheme.connect_datagram is None:
-        raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use open_datagram()")
-    return DatagramChannel(await scheme.connect_datagram(url, local_url))
+        raise scheme.missing("connect_datagram", url)
+    await trio.lowlevel.checkpoint_if_cancelled()
+    channel = DatagramChannel(await scheme.connect_datagram(url, local_url))
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    return channel

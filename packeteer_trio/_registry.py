@@ -95,7 +95,17 @@ class Scheme:
             raise InvalidURL(f"{text!r}: blocking={blocking!r} is not a boolean")
         return self.validate(url, text)
 
+    def missing(self, verb: str, url: URL) -> InvalidURL:
+        """The error for a verb this scheme lacks, pointing at the one it has."""
+        return InvalidURL(f"{url}: {self.name}:// {_MISSING[verb]}")
 
+
+_MISSING = {
+    "connect": "cannot connect; use listen()",
+    "listen": "has nothing to listen on; use connect()",
+    "open_datagram": "cannot be bound; use connect_datagram()",
+    "connect_datagram": "cannot connect; use open_datagram()",
+}
 _schemes: dict[str, Scheme] = {}
 _builtins_loaded = False
 

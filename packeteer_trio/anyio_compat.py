@@ -49,7 +49,6 @@ from ._anyio._listener import Listener
 from ._anyio._stream import wrap_stream
 from ._api import stream_scheme
 from ._datagram_core import datagram_scheme
-from ._errors import InvalidURL
 from ._url import URL
 
 __all__ = [
@@ -75,7 +74,7 @@ async def connect(url: str | URL) -> anyio.abc.ByteStream:
     url = URL.parse(url)
     scheme = stream_scheme(url, "connect")
     if scheme.connect is None:
-        raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use listen()")
+        raise scheme.missing("connect", url)
     # Some schemes never wait (anon, fifo, local): make every verb a checkpoint.
     await anyio.lowlevel.checkpoint()
     return await wrap_stream(await scheme.connect(url))
@@ -86,9 +85,7 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
     url = URL.parse(url)
     scheme = stream_scheme(url, "listen")
     if scheme.listen is None:
-        raise InvalidURL(
-            f"{url}: {url.scheme}:// has nothing to listen on; use connect({url})"
-        )
+        raise scheme.missing("listen", url)
     await anyio.lowlevel.checkpoint()
     endpoint = await scheme.listen(url, backlog)
     try:
@@ -128,9 +125,7 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
     url = URL.parse(url)
     scheme = datagram_scheme(url, "open_datagram")
     if scheme.open_datagram is None:
-        raise InvalidURL(
-            f"{url}: {url.scheme}:// cannot be bound; use connect_datagram()"
-        )
+        raise scheme.missing("open_datagram", url)
     await anyio.lowlevel.checkpoint()
     endpoint = await scheme.open_datagram(url)
     try:
@@ -154,7 +149,7 @@ async def connect_datagram(
     local_url = None if local is None else URL.parse(local)
     scheme = datagram_scheme(url, "connect_datagram")
     if scheme.connect_datagram is None:
-        raise InvalidURL(f"{url}: {url.scheme}:// cannot connect; use open_datagram()")
+        raise scheme.missing("connect_datagram", url)
     await anyio.lowlevel.checkpoint()
     endpoint = await scheme.connect_datagram(url, local_url)
     try:
@@ -177,9 +172,7 @@ class URLConnectable(anyio.abc.ByteStreamConnectable):
         parsed = URL.parse(url)
         scheme = stream_scheme(parsed, "connect")
         if scheme.connect is None:
-            raise InvalidURL(
-                f"{parsed}: {parsed.scheme}:// cannot connect; use listen()"
-            )
+            raise scheme.missing("connect", parsed)
         self._url = parsed
 
     @property

@@ -534,3 +534,18 @@ async def test_local_backpressure_waits_then_delivers_everything(
                 nursery.start_soon(drain)
                 await client.send_many((b"%d" % n, server.url) for n in range(count))
         assert received == [b"%d" % n for n in range(count)]
+
+
+@pytest.mark.trio
+async def test_open_and_connect_are_checkpoints() -> None:
+    for url in ("udp4://127.0.0.1:0", "local://?behaviour=datagram"):
+        with trio.testing.assert_checkpoints():
+            sock = await p7r.open_datagram(url)
+        await sock.aclose()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await p7r.open_datagram(url)
+        assert scope.cancelled_caught
+    with trio.testing.assert_checkpoints():
+        channel = await p7r.connect_datagram("udp4://127.0.0.1:9")
+    await channel.aclose()
