@@ -42,9 +42,9 @@ _CACHE_LIMIT = 1024
 _local = threading.local()  # one receive buffer per thread: no await in between
 
 
-def check_size(max_size: int | None) -> int:
+def check_size(max_size: int | None, default: int = DEFAULT_MAX_SIZE) -> int:
     if max_size is None:
-        return DEFAULT_MAX_SIZE
+        return default
     if max_size < 0:
         raise ValueError("max_size must be >= 0")
     return max_size

@@ -23,6 +23,7 @@ from trio.lowlevel import (
     wait_writable,
 )
 
+from ._datagram_core import check_size
 from ._endpoints import PacketEndpoint
 from ._errors import with_url
 from ._io import ConflictDetector, FdHolder
@@ -87,12 +88,7 @@ class PacketChannel(trio.abc.Channel[bytes]):
         """Read one packet; EMSGSIZE if it is longer than *max_size*."""
         with self._receive_conflict:
             await checkpoint_if_cancelled()
-            if max_size is None:
-                size = DEFAULT_MAX_SIZE
-            elif max_size < 0:
-                raise ValueError("max_size must be >= 0")
-            else:
-                size = max_size
+            size = check_size(max_size, DEFAULT_MAX_SIZE)
             if self._holder.closed:
                 raise self._closed_error()
             fd, waited = self._holder.fd, False
