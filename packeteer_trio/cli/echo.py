@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import listen
+from .._api import serve_listeners
 from .._stream import Stream
 from ._common import (
     EXIT_OK,
@@ -67,7 +68,7 @@ async def run(args: argparse.Namespace) -> int:
         async def handler(stream: Stream) -> None:
             await echo_stream(stream, next(numbers), args, stdout)
 
-        await trio.serve_listeners(handler, [listener])
+        await serve_listeners(handler, [listener])
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import connect, listen
+from .._api import serve_listeners
 from .._stream import Stream
 from ._common import (
     EXIT_OK,
@@ -85,7 +86,7 @@ async def run(args: argparse.Namespace) -> int:
         async def handler(stream: Stream) -> None:
             await relay_one(stream, next(numbers), args)
 
-        await trio.serve_listeners(handler, [listener])
+        await serve_listeners(handler, [listener])
     return EXIT_OK
 
 
