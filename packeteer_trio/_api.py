@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import errno
-import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
+from ._endpoints import ACCEPT_CAPACITY_ERRNOS, ACCEPT_RETRY_PAUSE, AcceptBurst
 from ._errors import InvalidURL
 from ._extend import connect_user, listen_user
 from ._registry import Scheme, lookup
 from ._stream import Listener, Stream, wrap_stream
 from ._url import URL
 
-# accept() errors that mean "the system is out of something for now" (as in
-# trio.serve_listeners): pause and retry instead of ending the server.
-ACCEPT_CAPACITY_ERRNOS = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-)
-RETRY_PAUSE = 0.100
-LOGGER = logging.getLogger("packeteer_trio")
 Handler = Callable[[Stream], Awaitable[Any]]
 
 
@@ -111,7 +102,7 @@ async def serve_listeners(
     Takes ownership of *listeners*: each accept loop closes its listener when
     it ends, however it ends (a task always starts, even when cancelled).
     """
-    burst = _Burst()
+    burst = AcceptBurst()
     async with trio.open_nursery() as nursery:
         if handler_nursery is None:
             handler_nursery = nursery
@@ -124,42 +115,6 @@ async def serve_listeners(
         task_status.started(listeners)
 
 
-class _Burst:
-    """Consecutive accept failures for lack of resources, shared by the
-    listeners of one serve(): the first is logged, the rest are counted."""
-
-    __slots__ = ("failures", "started")
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.started = 0.0
-
-    def failed(self, listener: Listener, exc: OSError) -> None:
-        if not self.failures:
-            self.started = trio.current_time()
-            code = exc.errno or 0
-            LOGGER.error(
-                "%s: accept failed with %s (%s); pausing and retrying every "
-                "%d ms, logged once until accepting works again",
-                listener.url,
-                errno.errorcode.get(code, code),
-                os.strerror(code),
-                RETRY_PAUSE * 1000,
-                exc_info=exc,
-            )
-        self.failures += 1
-
-    def succeeded(self, listener: Listener) -> None:
-        if self.failures:
-            LOGGER.info(
-                "%s: accepting again after %d failed attempts in %.1f s",
-                listener.url,
-                self.failures,
-                trio.current_time() - self.started,
-            )
-            self.failures = 0
-
-
 async def _run_handler(stream: Stream, handler: Handler) -> None:
     try:
         await handler(stream)
@@ -168,7 +123,10 @@ async def _run_handler(stream: Stream, handler: Handler) -> None:
 
 
 async def _serve_one_listener(
-    listener: Listener, handler_nursery: trio.Nursery, handler: Handler, burst: _Burst
+    listener: Listener,
+    handler_nursery: trio.Nursery,
+    handler: Handler,
+    burst: AcceptBurst,
 ) -> None:
     async with listener:
         while True:
@@ -177,8 +135,8 @@ async def _serve_one_listener(
             except OSError as exc:
                 if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                     raise
-                burst.failed(listener, exc)
-                await trio.sleep(RETRY_PAUSE)
+                burst.failed(listener.url, exc)
+                await trio.sleep(ACCEPT_RETRY_PAUSE)
                 continue
-            burst.succeeded(listener)
+            burst.succeeded(listener.url)
             handler_nursery.start_soon(_run_handler, stream, handler)

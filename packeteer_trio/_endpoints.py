@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import os
 import socket
 import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +44,52 @@ _IGNORABLE_ACCEPT_ERRNOS = {
     ]
     if hasattr(errno, name)
 }
+
+
+# accept() errors that mean "the system is out of something for now" (as in
+# trio.serve_listeners): serving pauses and retries instead of ending.
+ACCEPT_CAPACITY_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+)
+ACCEPT_RETRY_PAUSE = 0.100
+LOGGER = logging.getLogger("packeteer_trio")
+
+
+class AcceptBurst:
+    """Consecutive accept failures for lack of resources, shared by the
+    listeners of one serve() (either face): the first is logged, the rest are
+    counted, and the recovery is logged once."""
+
+    __slots__ = ("failures", "started")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.started = 0.0
+
+    def failed(self, url: URL, exc: OSError) -> None:
+        if not self.failures:
+            self.started = time.monotonic()
+            code = exc.errno or 0
+            LOGGER.error(
+                "%s: accept failed with %s (%s); pausing and retrying every "
+                "%d ms, logged once until accepting works again",
+                url,
+                errno.errorcode.get(code, code),
+                os.strerror(code),
+                ACCEPT_RETRY_PAUSE * 1000,
+                exc_info=exc,
+            )
+        self.failures += 1
+
+    def succeeded(self, url: URL) -> None:
+        if self.failures:
+            LOGGER.info(
+                "%s: accepting again after %d failed attempts in %.1f s",
+                url,
+                self.failures,
+                time.monotonic() - self.started,
+            )
+            self.failures = 0
 
 
 @dataclasses.dataclass(eq=False)

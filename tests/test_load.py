@@ -297,18 +297,38 @@ _EMFILE_SERVER = textwrap.dedent(
     """
 )
 
+# The same server on the anyio face (anyio's trio backend, so the control
+# pipe can stay a trio FdStream).
+_EMFILE_SERVER_ANYIO = (
+    _EMFILE_SERVER.replace(
+        "import packeteer_trio as pt",
+        "import anyio\nimport packeteer_trio.anyio_compat as pt",
+    )
+    .replace(
+        """            while data := await stream.receive_some():
+                await stream.send_all(data)""",
+        """            async for data in stream:
+                await stream.send(data)""",
+    )
+    .replace("trio.open_nursery() as nursery", "anyio.create_task_group() as nursery")
+    .replace("trio.run(main)", 'anyio.run(main, backend="trio")')
+)
+
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("face", ["trio", "anyio"])
 @pytest.mark.parametrize("scheme", ["tcp4", "local"])
 def test_emfile_keeps_serving_and_logs_once_per_burst(
-    scheme: str, tmp_path: Path
+    scheme: str, face: str, tmp_path: Path
 ) -> None:
+    server = _EMFILE_SERVER if face == "trio" else _EMFILE_SERVER_ANYIO
+    assert server.count("anyio") == (0 if face == "trio" else 4)
     url = "tcp4://127.0.0.1:0" if scheme == "tcp4" else f"local://{tmp_path}/m.sock"
     spare = 4
 
     async def main() -> tuple[list[list[str]], float]:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-c", _EMFILE_SERVER, url, str(spare)],
+            [sys.executable, "-c", server, url, str(spare)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -338,7 +358,7 @@ def test_emfile_keeps_serving_and_logs_once_per_burst(
     recoveries = [text for level, text in records if level == "INFO"]
     attempts = [int(m.group(1)) for m in map(_ATTEMPTS.search, recoveries) if m]
     print(
-        f"\nFIGURE emfile [{scheme}]: 2 bursts, {sum(attempts)} failed accepts "
+        f"\nFIGURE emfile [{face} {scheme}]: 2 bursts, {sum(attempts)} failed accepts "
         f"({attempts}), {len(errors)} ERROR records, {len(recoveries)} recovery "
         f"records, every client served, {elapsed:.2f} s"
     )

@@ -8,7 +8,6 @@ are served alike; each accepted endpoint becomes a stream via
 
 from __future__ import annotations
 
-import errno
 import socket
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
@@ -17,21 +16,18 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .._endpoints import ListenerEndpoint, SocketListenerEndpoint
+from .._endpoints import (
+    ACCEPT_CAPACITY_ERRNOS,
+    ACCEPT_RETRY_PAUSE,
+    AcceptBurst,
+    ListenerEndpoint,
+    SocketListenerEndpoint,
+)
 from .._errors import PacketeerError
 from .._io import ConflictDetector
 from .._url import URL
 from ._backend import PacketeerAttribute, current_backend, socket_attributes
 from ._stream import wrap_stream
-
-# Running out of descriptors or memory is (often) temporary: like
-# trio.serve_listeners, pause and keep serving instead of crashing the server.
-_RESOURCE_ERRNOS = {
-    getattr(errno, name)
-    for name in ("EMFILE", "ENFILE", "ENOMEM", "ENOBUFS")
-    if hasattr(errno, name)
-}
-_RESOURCE_PAUSE = 0.100
 
 
 class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
@@ -100,19 +96,23 @@ class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
 
         The handlers run in *task_group* (else in a task group of our own);
         a handler owns its stream and should close it. Running out of
-        descriptors pauses accepting briefly instead of ending the server.
+        descriptors pauses accepting briefly instead of ending the server,
+        logged once per burst as the trio face's ``serve`` does.
         """
         async with AsyncExitStack() as stack:
             if task_group is None:
                 task_group = await stack.enter_async_context(anyio.create_task_group())
+            burst = AcceptBurst()
             while True:
                 try:
                     stream = await self.accept()
                 except OSError as exc:
-                    if exc.errno not in _RESOURCE_ERRNOS:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
-                    await anyio.sleep(_RESOURCE_PAUSE)
+                    burst.failed(self._url, exc)
+                    await anyio.sleep(ACCEPT_RETRY_PAUSE)
                     continue
+                burst.succeeded(self._url)
                 task_group.start_soon(handler, stream)
 
     async def aclose(self) -> None:
