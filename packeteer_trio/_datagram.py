@@ -7,8 +7,6 @@ them, maps errors to trio's resource errors, and has the verbs.
 
 from __future__ import annotations
 
-import socket
-
 import trio
 
 from ._datagram_core import (
@@ -40,22 +38,6 @@ class _DatagramBase(DatagramCore, trio.abc.AsyncResource):
             trio.BusyResourceError,
         )
         self._bind(TRIO_WAITS)
-
-    @property
-    def socket(self) -> socket.socket:
-        """The underlying (non-blocking) socket. Don't close it behind our back."""
-        return self._sock
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
-        self._sock.setsockopt(level, option, value)
-
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes:
-        if buflen:
-            return self._sock.getsockopt(level, option, buflen)
-        return self._sock.getsockopt(level, option)
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
         if self._closed:

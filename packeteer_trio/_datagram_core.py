@@ -28,6 +28,7 @@ from typing import Any
 from ._endpoints import PEER, DatagramEndpoint, SockAddr
 from ._errors import InvalidURL, with_url
 from ._fdio import FaceHooks
+from ._io import SocketAccess
 from ._registry import Scheme, lookup
 from ._sockinfo import url_from_sockaddr
 from ._url import URL
@@ -76,7 +77,7 @@ def datagram_scheme(url: URL, verb: str) -> Scheme:
     return scheme
 
 
-class DatagramCore(FaceHooks):
+class DatagramCore(SocketAccess, FaceHooks):
     """Ownership, address caches and error messages of one datagram socket.
 
     Destinations are cached by the address object's identity first (hashing

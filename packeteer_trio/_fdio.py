@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._endpoints import StreamEndpoint
-from ._io import ConflictDetector, FdHolder
+from ._io import ConflictDetector, FdHolder, SocketAccess
 
 DEFAULT_RECEIVE_SIZE = 65536
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -106,7 +106,7 @@ class FaceHooks:
             on_close()
 
 
-class SocketIO(FaceHooks):
+class SocketIO(SocketAccess, FaceHooks):
     """send_all / receive_some / send_eof / close over a connected socket."""
 
     def _init_socket(self, endpoint: StreamEndpoint) -> None:

@@ -8,6 +8,7 @@ layer per call would cost more than the syscall on small messages.
 from __future__ import annotations
 
 import os
+import socket
 from types import TracebackType
 
 
@@ -65,3 +66,25 @@ class ConflictDetector:
         traceback: TracebackType | None,
     ) -> None:
         self._held = False
+
+
+class SocketAccess:
+    """The socket itself and its options, for every class that wraps one."""
+
+    _sock: socket.socket
+
+    @property
+    def socket(self) -> socket.socket:
+        """The underlying (non-blocking) socket. Don't close it behind our back."""
+        return self._sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self._sock.setsockopt(level, option, value)
+
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes:
+        if buflen:
+            return self._sock.getsockopt(level, option, buflen)
+        return self._sock.getsockopt(level, option)

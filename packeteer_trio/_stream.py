@@ -109,22 +109,6 @@ class SocketStream(SocketIO, Stream):
         self._on_close = endpoint.on_close
 
     @property
-    def socket(self) -> socket.socket:
-        """The underlying (non-blocking) socket. Don't close it behind our back."""
-        return self._sock
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
-        self._sock.setsockopt(level, option, value)
-
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes:
-        if buflen:
-            return self._sock.getsockopt(level, option, buflen)
-        return self._sock.getsockopt(level, option)
-
-    @property
     def local_address(self) -> URL:
         return _sockinfo.socket_url(self._sock, peer=False)
 
