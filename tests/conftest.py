@@ -67,23 +67,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _windows_handle_count() -> int:  # pragma: no cover - Windows only
     """How many kernel handles this process has open (sockets, pipes, files)."""
-    assert sys.platform == "win32"
-    import ctypes
-    from ctypes import wintypes
+    if sys.platform != "win32":
+        raise AssertionError("Windows only")
+    else:
+        import ctypes
+        from ctypes import wintypes
 
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    kernel32.GetCurrentProcess.restype = wintypes.HANDLE
-    kernel32.GetProcessHandleCount.argtypes = [wintypes.HANDLE, wintypes.LPDWORD]
-    count, flags = wintypes.DWORD(0), wintypes.DWORD(0)
-    process = kernel32.GetCurrentProcess()
-    if kernel32.GetProcessHandleCount(process, ctypes.byref(count)) and count.value:
-        return int(count.value)
-    # Wine's GetProcessHandleCount always says 0: probe the handle values
-    # instead (multiples of 4; a test process stays far below 1 << 16).
-    probe = kernel32.GetHandleInformation
-    probe.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD)]
-    ref = ctypes.byref(flags)
-    return sum(1 for handle in range(4, 1 << 16, 4) if probe(handle, ref))
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        kernel32.GetProcessHandleCount.argtypes = [wintypes.HANDLE, wintypes.LPDWORD]
+        count, flags = wintypes.DWORD(0), wintypes.DWORD(0)
+        process = kernel32.GetCurrentProcess()
+        if kernel32.GetProcessHandleCount(process, ctypes.byref(count)) and count.value:
+            return int(count.value)
+        # Wine's GetProcessHandleCount always says 0: probe the handle values
+        # instead (multiples of 4; a test process stays far below 1 << 16).
+        probe = kernel32.GetHandleInformation
+        probe.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD)]
+        ref = ctypes.byref(flags)
+        return sum(1 for handle in range(4, 1 << 16, 4) if probe(handle, ref))
 
 
 def open_fds() -> int:

@@ -504,7 +504,7 @@ async def test_listen_twice(env: Env) -> None:
 @deadline
 async def test_scheduler_watches_a_pipe(env: Env) -> None:
     client, server = await pipe_pair(env.url())
-    got: list[tuple[Events, bytes]] = []
+    got: list[tuple[Events, bytes | bytearray]] = []
 
     async def on_read(now: float, events: Events, stream: pt.Stream) -> None:
         got.append((events, await stream.receive_some()))
