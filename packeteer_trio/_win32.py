@@ -44,9 +44,9 @@ from ctypes import wintypes
 from typing import Any
 
 import trio
-from trio._core._generated_windows_ffi import ffi as _trio_ffi  # trio's cffi
 from trio.lowlevel import cancel_shielded_checkpoint, wait_overlapped
 
+from ._trio_ffi import trio_ffi
 from .schemes.pipe import (
     ERROR_IO_PENDING,
     ERROR_MORE_DATA,
@@ -77,6 +77,8 @@ PIPE_UNLIMITED_INSTANCES = 255
 PIPE_BUFFER_SIZE = 65536
 MAX_IO = 1 << 30  # lengths are DWORDs: one ReadFile/WriteFile moves at most this
 INVALID_HANDLE_VALUE: int = ctypes.c_void_p(-1).value or 0
+
+_trio_ffi = trio_ffi()  # trio's cffi instance (a private name: see _trio_ffi)
 
 # -- kernel32 through ctypes ----------------------------------------------------
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import errno
 import functools
+import importlib
 import os
 import secrets
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Awaitable, Callable, Iterator
 from typing import cast
 
@@ -572,6 +574,39 @@ class Recorder:
     def __call__(self, now: float, events: Events, stream: object) -> None:
         assert events == Events.WRITE
         self.called += 1
+
+
+# -- the one private trio name: where the Windows code takes trio's cffi FFI ------
+
+
+def test_trio_still_keeps_its_windows_ffi_where_we_take_it() -> None:
+    # If this fails, trio moved its FFI: the fallback below keeps Windows pipes
+    # working, but update TRIO_FFI_MODULE to trio's new place.
+    pytest.importorskip("_cffi_backend", reason="trio's Windows FFI needs cffi")
+    from packeteer_trio import _trio_ffi
+
+    module = importlib.import_module(_trio_ffi.TRIO_FFI_MODULE)
+    assert _trio_ffi.trio_ffi() is module.ffi
+    assert module.ffi.sizeof("OVERLAPPED") > 0
+
+
+def test_trio_ffi_fallback_finds_it_in_another_trio_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("_cffi_backend", reason="trio's Windows FFI needs cffi")
+    from packeteer_trio import _trio_ffi
+
+    real = importlib.import_module(_trio_ffi.TRIO_FFI_MODULE).ffi
+    for name in list(sys.modules):  # only our stand-in holds the FFI
+        if name.startswith("trio.") and getattr(sys.modules[name], "ffi", None):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, _trio_ffi.TRIO_FFI_MODULE, None)  # "moved"
+    with pytest.raises(ImportError, match="trio no longer has its Windows cffi FFI"):
+        _trio_ffi.trio_ffi()
+    moved = types.ModuleType("trio._core._moved_ffi")
+    vars(moved)["ffi"] = real
+    monkeypatch.setitem(sys.modules, moved.__name__, moved)
+    assert _trio_ffi.trio_ffi() is real
 
 
 # -- real Windows only -----------------------------------------------------------
