@@ -136,9 +136,19 @@ class DatagramCore(SocketAccess, FaceHooks):
         await self._wait_closable(self._wait_writable, fd)
         return pause
 
-    def _error(self, exc: OSError, action: str, data: Data | None = None) -> Exception:
+    def _error(
+        self,
+        exc: OSError,
+        action: str,
+        data: Data | None = None,
+        size: int | None = None,
+    ) -> Exception:
         if self._closed or exc.errno == errno.EBADF:
             return self._closed_error()
+        if exc.errno == errno.EMSGSIZE and size is not None:
+            # Windows: a receive into a too-small buffer fails (WSAEMSGSIZE)
+            # and drops the datagram; report it as everywhere else.
+            return self._truncated(size + 1, size, None)
         if exc.errno == errno.EMSGSIZE and data is not None:
             size = memoryview(data).nbytes
             return OSError(
@@ -146,7 +156,9 @@ class DatagramCore(SocketAccess, FaceHooks):
                 f"{self.url}: {action} failed: the datagram is {size} bytes, "
                 "too long for one datagram on this socket",
             )
-        if exc.errno == errno.ECONNREFUSED:
+        # Windows says WSAECONNRESET where POSIX says ECONNREFUSED: an ICMP
+        # port unreachable answered an earlier datagram.
+        if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
             return ConnectionRefusedError(
                 errno.ECONNREFUSED,
                 f"{self.url}: {action} failed: connection refused (nothing is "
@@ -309,7 +321,7 @@ class BoundDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    raise self._error(exc, "receive_from") from exc
+                    raise self._error(exc, "receive_from", size=size) from exc
             sender = self._senders.get(address) or self._new_sender(address)
             if not waited:
                 await self._cancel_shielded_checkpoint()
@@ -351,7 +363,7 @@ class BoundDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    raise self._error(exc, "receive_many") from exc
+                    raise self._error(exc, "receive_many", size=size) from exc
             # From here on no await until the end: nothing taken can be lost.
             result: list[tuple[bytes, URL]] = []
             append = result.append
@@ -369,7 +381,7 @@ class BoundDatagramIO(DatagramCore):
                 except BlockingIOError:
                     break
                 except OSError as exc:
-                    failure = self._error(exc, "receive_many")
+                    failure = self._error(exc, "receive_many", size=size)
                     break
             if not waited:
                 await self._cancel_shielded_checkpoint()
@@ -417,7 +429,7 @@ class ConnectedDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    raise self._error(exc, "receive") from exc
+                    raise self._error(exc, "receive", size=size) from exc
             data = bytes(view[: min(count, size)])  # before any await: shared buffer
             if not waited:
                 await self._cancel_shielded_checkpoint()
