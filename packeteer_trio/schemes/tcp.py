@@ -61,7 +61,10 @@ def _bind_all(
             sock = socket.socket(family, socket.SOCK_STREAM)
             socks.append(sock)
             sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if sys.platform != "win32":
+                # On Windows SO_REUSEADDR would let a second socket bind a
+                # port in use (trio leaves it off there too, trio#39).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 # One socket per family, as trio does: no v4-mapped surprises.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
