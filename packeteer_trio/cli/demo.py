@@ -115,9 +115,10 @@ def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
     ]
     if not has_ipv6_loopback():
         cases[1] = Case("tcp6", "stream", None, "this host has no IPv6 loopback")
+    anon = case("anon", lambda m: self_pipe_case(URL("anon"), bulk, count, m))
     if sys.platform == "win32":  # pragma: no cover
         pipe = URL(scheme="pipe", path=f"/packeteer-demo-{os.getpid()}")
-        return [*cases, case("pipe", sockets(pipe))]
+        return [*cases, case("pipe", sockets(pipe)), anon]
     cases.append(case("local:path", sockets(URL("local", path=str(tmp / "s.sock")))))
     if linux:
         cases.append(case("local:abstract", sockets(URL("local", path=abstract))))
@@ -125,7 +126,7 @@ def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
     return [
         *cases,
         case("local:unnamed", lambda m: self_pipe_case(URL("local"), bulk, count, m)),
-        case("anon", lambda m: self_pipe_case(URL("anon"), bulk, count, m)),
+        anon,
         case("fifo", lambda m: fifo_case(up, down, bulk, count, m)),
     ]
 
