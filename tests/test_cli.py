@@ -75,7 +75,7 @@ class Proc:
 
     def _read(self, pipe: object, into: list[str]) -> None:
         for raw in pipe:  # type: ignore[attr-defined]
-            line = raw.decode(errors="replace").rstrip("\n")
+            line = raw.decode(errors="replace").rstrip("\r\n")
             into.append(line)
             self._lines.put(line)
 

@@ -560,6 +560,33 @@ async def test_scheduler_sees_a_pipe_peer_close(env: Env) -> None:
 
 @pytest.mark.trio
 @deadline
+async def test_scheduler_watches_a_pipe_listener(env: Env) -> None:
+    accepted: list[pt.Stream] = []
+
+    async def on_accept(now: float, events: Events, listener: pt.Listener) -> None:
+        assert events == Events.READ
+        accepted.append(await listener.accept())
+
+    async with await pt.listen(env.url()) as listener, pt.open_scheduler() as sched:
+        reg = sched.register_connector(Events.READ, listener, on_accept)
+        await trio.testing.wait_all_tasks_blocked()
+        assert accepted == []
+        for n in range(2):
+            async with await pt.connect(listener.url) as client:
+                with trio.fail_after(5):
+                    while len(accepted) <= n:
+                        await trio.sleep(0.01)
+                await client.send_all(b"hi")
+                assert await accepted[n].receive_some() == b"hi"
+                await accepted[n].aclose()
+        await listener.aclose()  # ends the registration
+        with trio.fail_after(5):
+            while not reg.done:
+                await trio.sleep(0.01)
+
+
+@pytest.mark.trio
+@deadline
 async def test_duplex_pipe_cannot_split(env: Env) -> None:
     client, server = await pipe_pair(env.url())
     async with client, server:
