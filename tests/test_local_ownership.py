@@ -27,6 +27,9 @@ import packeteer_trio as pt
 
 from .conftest import linux_only, posix_only
 
+# For mypy --platform win32; every test using it is skipped there.
+AF_UNIX: int = getattr(socket, "AF_UNIX", 0)
+
 # Never deletes anything: it places things at PATH with link() (which never
 # replaces) or swaps them in with renameat2(RENAME_EXCHANGE) (atomic, and what
 # was there moves out), and takes them away by rename() into ARCHIVE. So every
@@ -136,7 +139,7 @@ def test_listen_and_close_never_delete_a_swapped_in_file(tmp_path: Path) -> None
 
 
 def _live_server(path: Path) -> socket.socket:
-    server = socket.socket(socket.AF_UNIX)
+    server = socket.socket(AF_UNIX)
     server.bind(str(path))
     server.listen()
     server.setblocking(False)
@@ -173,7 +176,7 @@ async def test_listen_on_a_live_path_contacts_nobody(tmp_path: Path) -> None:
 @pytest.mark.trio
 async def test_listen_on_a_live_datagram_path_contacts_nobody(tmp_path: Path) -> None:
     path = tmp_path / "live-dgram.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+    with socket.socket(AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(str(path))
         server.setblocking(False)
         with pytest.raises(OSError) as caught:
@@ -188,7 +191,7 @@ async def test_listen_on_a_live_datagram_path_contacts_nobody(tmp_path: Path) ->
 @pytest.mark.trio
 async def test_stale_socket_is_still_replaced(tmp_path: Path) -> None:
     path = tmp_path / "stale.sock"
-    stale = socket.socket(socket.AF_UNIX)
+    stale = socket.socket(AF_UNIX)
     stale.bind(str(path))
     stale.close()
     async with await pt.listen(f"local://{path}") as listener:
@@ -227,7 +230,7 @@ async def test_connect_to_a_packeteer_abstract_socket(spelling: str) -> None:
         if spelling == "option"
         else _spelled_padded(name)
     )
-    with socket.socket(socket.AF_UNIX) as server:
+    with socket.socket(AF_UNIX) as server:
         server.bind(_padded(name))  # as packeteer binds it
         server.listen()
         # The exact-length default is a different address: refused.
@@ -252,7 +255,7 @@ async def test_serve_a_packeteer_abstract_socket(spelling: str) -> None:
     )
     async with await pt.listen(url) as listener:
         assert pt.URL.parse(str(listener.url)) == listener.url
-        with socket.socket(socket.AF_UNIX) as client:
+        with socket.socket(AF_UNIX) as client:
             client.connect(_padded(name))  # as packeteer connects
             client.sendall(b"from packeteer")
             async with await listener.accept() as server:
@@ -266,7 +269,7 @@ async def test_serve_a_packeteer_abstract_socket(spelling: str) -> None:
 @pytest.mark.trio
 async def test_padded_datagrams() -> None:
     name = _name()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as peer:
+    with socket.socket(AF_UNIX, socket.SOCK_DGRAM) as peer:
         peer.bind(_padded(name))
         async with await pt.connect_datagram(
             f"local:///%00{name}?behaviour=datagram&padded=1"

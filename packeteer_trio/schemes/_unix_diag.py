@@ -35,6 +35,8 @@ _VFS = struct.Struct("=II")  # struct unix_diag_vfs: inode, device
 def is_bound_here(info: os.stat_result) -> bool | None:
     """Whether a socket of this network namespace is bound to the file *info*
     describes; None where that cannot be asked (not Linux, netlink refused)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         return _vfs_key(info) in _bound_files(None)
     except OSError:
@@ -45,6 +47,8 @@ def is_bound_by(sock: socket.socket, info: os.stat_result) -> bool | None:
     """Whether *sock* itself is bound to the file *info* describes (None: can't
     ask). ``lstat`` after ``bind`` alone cannot say: the path may have been
     swapped in between."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         return _vfs_key(info) in _bound_files(os.fstat(sock.fileno()).st_ino)
     except OSError:
@@ -52,6 +56,8 @@ def is_bound_by(sock: socket.socket, info: os.stat_result) -> bool | None:
 
 
 def _vfs_key(info: os.stat_result) -> tuple[int, int]:
+    if not sys.platform.startswith("linux"):
+        raise OSError("only Linux reports the files sockets are bound to")
     # The kernel reports its own dev_t encoding (major << 20 | minor) and
     # only 32 bits of the inode number.
     return info.st_ino & 0xFFFFFFFF, os.major(info.st_dev) << 20 | os.minor(info.st_dev)
