@@ -162,10 +162,10 @@ async def connect_datagram(
 class URLConnectable(anyio.abc.ByteStreamConnectable):
     """Connects to a URL: hand it to anyio code that takes a connectable.
 
-    The URL is checked when the connectable is made (:exc:`InvalidURL`);
-    :meth:`connect` raises :exc:`anyio.ConnectionFailed` as anyio's
-    connectables do, chained from (and with the errno and message of) the
-    ``OSError`` that names the URL.
+    The URL is checked when the connectable is made
+    (:exc:`~packeteer_trio.InvalidURL`); :meth:`connect` raises
+    :exc:`anyio.ConnectionFailed` as anyio's connectables do, chained from
+    (and with the errno and message of) the ``OSError`` that names the URL.
     """
 
     def __init__(self, url: str | URL) -> None:

@@ -54,7 +54,8 @@ Callback = Callable[[float, Events, Any], object]
 
 
 class SchedulerConnector(Protocol):
-    """What :meth:`Scheduler.register_connector` needs from a connector."""
+    """What :meth:`Scheduler.register_connector
+    <packeteer_trio.Scheduler.register_connector>` needs from a connector."""
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
         """(fd watched for READ, fd watched for WRITE), None where a direction
