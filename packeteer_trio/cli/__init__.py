@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from . import bench, cat, demo, echo, relay
 from ._common import EXIT_USAGE, Parser, run
 
@@ -26,6 +27,9 @@ def build_parser() -> Parser:
         "by URL: tcp://, tcp4://, tcp6://, udp://, udp4://, udp6://, local://, "
         "fifo://, anon://.",
         epilog="Run 'packeteer COMMAND --help' for a command's options.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"packeteer {__version__}"
     )
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=Parser
