@@ -50,6 +50,7 @@ from ._anyio._listener import Listener
 from ._anyio._stream import wrap_stream
 from ._api import stream_scheme
 from ._datagram_core import datagram_scheme
+from ._endpoints import capped_backlog
 from ._errors import InvalidURL
 from ._url import URL
 
@@ -84,8 +85,13 @@ async def connect(url: str | URL) -> anyio.abc.ByteStream:
 
 
 async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
-    """Listen on *url*; the listener's ``url`` is the bound address."""
+    """Listen on *url*; the listener's ``url`` is the bound address.
+
+    *backlog* None asks for the most the OS allows; larger than 65535 is
+    capped there, as trio does.
+    """
     url = URL.parse(url)
+    backlog = capped_backlog(backlog)
     scheme = stream_scheme(url, "listen")
     if scheme.listen is None:
         raise scheme.missing("listen", url)

@@ -678,10 +678,7 @@ SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
 
 def main() -> None:
     name, _, backend = sys.argv[1].partition(":")  # "anyio_tun:asyncio"
-    if backend:
-        scenario = ANYIO_SCENARIOS[name]
-    else:
-        scenario = SCENARIOS[name]
+    scenario = ANYIO_SCENARIOS[name] if backend else SCENARIOS[name]
     enter_private_netns()
     bring_up("lo")
     if scenario is no_privilege:
