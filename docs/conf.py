@@ -153,6 +153,7 @@ _NO_SIGNATURE = {
     "packeteer_trio.anyio_compat.Listener",
     "packeteer_trio.anyio_compat.DatagramSocket",
     "packeteer_trio.anyio_compat.DatagramChannel",
+    "packeteer_trio.anyio_compat.PacketChannel",
 }
 
 
