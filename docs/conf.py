@@ -116,7 +116,7 @@ def _public_bases(
     result: list[type] = []
 
     def add(cls: type) -> None:
-        if cls is object or cls in result:
+        if cls in result:
             return
         if _is_private(cls):
             for base in cls.__bases__:
@@ -126,6 +126,8 @@ def _public_bases(
 
     for base in bases:
         add(base)
+    if len(result) > 1 and object in result:  # a mixin's own base
+        result.remove(object)
     bases[:] = result
 
 

@@ -223,10 +223,10 @@ def socket_activation(block: Block, tmp_path: Path) -> None:
                 client.settimeout(TIMEOUT)
                 reply = client.makefile("rb").readline()
             assert reply == b"hello from a socket-activated service\n"
+            assert server.poll() is None  # still serving
         finally:
             server.send_signal(signal.SIGINT)
-            _, stderr = server.communicate(timeout=TIMEOUT)
-    assert b"Traceback" not in stderr or b"KeyboardInterrupt" in stderr
+            server.communicate(timeout=TIMEOUT)
 
 
 def activation_fallback(block: Block, tmp_path: Path) -> None:
