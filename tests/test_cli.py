@@ -13,6 +13,7 @@ import queue
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trustme
 
 from packeteer_trio.cli import main
 
@@ -284,6 +286,101 @@ def test_relay_datagrams() -> None:
         with running("relay", "udp4://127.0.0.1:0", backend_url) as relay:
             result = cli("cat", relay.bound_url(), data=b"a\nb\n")
             assert result.stdout == b"a\nb\n"
+
+
+# -- TLS: no half-close ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tls_ca: trustme.CA) -> trustme.LeafCert:
+    return tls_ca.issue_cert("127.0.0.1")
+
+
+@pytest.fixture
+def tls_files(
+    tmp_path: Path, tls_ca: trustme.CA, tls_cert: trustme.LeafCert
+) -> dict[str, Path]:
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem"}
+    tls_ca.cert_pem.write_to_path(str(files["ca"]))
+    tls_cert.private_key_and_cert_chain_pem.write_to_path(str(files["cert"]))
+    return files
+
+
+@contextmanager
+def stdlib_tls_echo(cert: trustme.LeafCert) -> Iterator[tuple[int, list[str]]]:
+    """A TLS echo server on the ssl module alone (no packeteer in it), for
+    one connection: echoes until the client closes. Yields its port and a
+    list that gets "close_notify" for a clean TLS close, else the error."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT)
+    endings: list[str] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(TIMEOUT)
+            # suppress_ragged_eofs=False: a close without close_notify raises.
+            with context.wrap_socket(
+                conn, server_side=True, suppress_ragged_eofs=False
+            ) as tls:
+                while data := tls.recv(65536):
+                    tls.sendall(data)
+            endings.append("close_notify")
+        except OSError as exc:
+            endings.append(repr(exc))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], endings
+    finally:
+        thread.join(TIMEOUT)
+        listener.close()
+
+
+def test_cat_over_tls_to_a_stdlib_echo_server(
+    tls_cert: trustme.LeafCert, tls_files: dict[str, Path]
+) -> None:
+    """TLS cannot half-close: at the end of stdin cat reads the echo, then
+    closes cleanly (it used to fail in send_eof and print nothing)."""
+    data = b"over tls\n" + os.urandom(300_000)
+    with stdlib_tls_echo(tls_cert) as (port, endings):
+        url = f"tls+tcp://127.0.0.1:{port}?cafile={tls_files['ca']}"
+        result = cli("cat", url, "--linger", "2", data=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == data
+    assert result.stderr == b""
+    assert endings == ["close_notify"]
+
+
+def test_echo_relay_cat_over_tls(tls_files: dict[str, Path]) -> None:
+    """packeteer echo on tls+tcp, cat straight to it, and relay from tcp to it."""
+    server_url = f"tls+tcp://127.0.0.1:0?certfile={tls_files['cert']}"
+    data = os.urandom(1_000_000)
+    with running("echo", server_url) as server:
+        bound = re.search(r":(\d+)\?", server.bound_url())
+        assert bound is not None
+        port = bound.group(1)
+        target = f"tls+tcp://127.0.0.1:{port}?cafile={tls_files['ca']}"
+        result = cli("cat", target, data=b"hello\n")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b"hello\n"
+        server.wait_for(r"#1 disconnected: 6 bytes")
+        with running("relay", "tcp4://127.0.0.1:0", target) as relay:
+            result = cli("cat", relay.bound_url(), data=data)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == data
+            server.wait_for(r"#2 disconnected: 1000000 bytes")
+            relay.wait_for(r"#1 disconnected")
+        assert not [line for line in relay.stderr if "error" in line], relay.stderr
+    assert not [line for line in server.stderr if "error" in line], server.stderr
 
 
 # -- bench ------------------------------------------------------------------------
