@@ -7,6 +7,7 @@ Every subprocess is stopped in a ``finally``.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import queue
@@ -24,7 +25,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from packeteer_trio.cli import main
+from packeteer_trio.cli import build_parser, main
+from packeteer_trio.cli._common import Number, url_arg
 
 from .conftest import has_ipv6_loopback, linux_only, posix_only
 
@@ -468,3 +470,121 @@ def test_echo_on_abstract_name() -> None:
     with running("echo", "local:///%00packeteer-cli-test") as server:
         url = server.bound_url()
         assert cli("cat", url, data=b"abstract").stdout == b"abstract"
+
+
+# -- numeric options: every one validated by argparse -------------------------------
+
+# Options that take free text; any other value-taking option must be a URL or
+# a Number (a new type=float/int option fails test_every_option_is_validated).
+TEXT_OPTIONS = {("demo", "only")}
+
+
+def value_actions() -> list[tuple[str, argparse.Action]]:
+    """(subcommand, action) for every argument that takes a value."""
+    found = []
+    for command, parser in build_parser().commands.items():
+        for action in parser._actions:
+            if action.option_strings and action.nargs == 0:
+                continue  # flags: --help, --quiet, --listen
+            found.append((command, action))
+    return found
+
+
+def positionals(command: str) -> list[str]:
+    parser = build_parser().commands[command]
+    return ["tcp4://127.0.0.1:1" for a in parser._actions if not a.option_strings]
+
+
+def bad_values(number: Number) -> list[str]:
+    values = ["nan", "NaN", "inf", "-inf", "1e999", "abc", "", "9" * 5000]
+    if number.least is not None:
+        values += [str(number.least - 1), str(number.least - 0.5)]
+    if number.above is not None:
+        values += [str(number.above), str(number.above - 1)]
+    if number.most is not None:
+        values += [str(number.most + 1)]
+    if number.kind is int:
+        values += ["1.5", "1e3"]
+    return values
+
+
+NUMERIC = [
+    (command, action.option_strings[-1], value)
+    for command, action in value_actions()
+    if isinstance(action.type, Number)
+    for value in bad_values(action.type)
+]
+
+
+def test_every_option_is_validated() -> None:
+    assert len({(c, o) for c, o, _ in NUMERIC}) >= 10  # the parsers were found
+    for command, action in value_actions():
+        if (command, action.dest) in TEXT_OPTIONS:
+            continue
+        assert action.type is url_arg or isinstance(action.type, Number), (
+            f"packeteer {command} {action.option_strings or action.dest}: "
+            f"type={action.type!r} does not validate its value"
+        )
+
+
+@pytest.mark.parametrize(("command", "option", "value"), NUMERIC)
+def test_bad_numbers_exit_2_naming_the_option(
+    command: str, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, *positionals(command), f"{option}={value}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"packeteer {command}: error: argument {option}: ")
+
+
+def test_good_numbers_are_taken() -> None:
+    for command, action in value_actions():
+        number = action.type
+        if not isinstance(number, Number):
+            continue
+        low = number.least if number.least is not None else (number.above or 0) + 1
+        option = action.option_strings[-1]
+        args = build_parser().parse_args(
+            [command, *positionals(command), f"{option}={low:g}"]
+        )
+        assert getattr(args, action.dest) == low, (command, option)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "tcp4://127.0.0.1:1", "--timeout", "nan"],
+        ["bench", "tcp4://127.0.0.1:1", "--timeout", "-1"],
+        ["bench", "tcp4://127.0.0.1:1", "--bulk", "nan"],
+        ["bench", "tcp4://127.0.0.1:1", "--bulk", "-1"],
+        ["cat", "tcp4://127.0.0.1:1", "--linger", "nan"],
+        ["cat", "tcp4://127.0.0.1:1", "--linger", "-1"],
+        ["demo", "--round-trips", "0"],
+        ["demo", "--bulk", "-1"],
+        ["demo", "--timeout", "nan"],
+        ["relay", "tcp4://127.0.0.1:0", "tcp4://127.0.0.1:1", "--idle", "nan"],
+        ["relay", "tcp4://127.0.0.1:0", "tcp4://127.0.0.1:1", "--idle", "-1"],
+    ],
+)
+def test_bad_numbers_from_the_issue(args: list[str]) -> None:
+    """As a user types them: nothing runs, one line names the option, exit 2."""
+    result = cli(*args, timeout=10)
+    assert result.returncode == 2, result
+    assert f"argument {args[-2]}: must be" in one_line_error(result)
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize("command", ["demo", "echo", "cat", "relay", "bench"])
+def test_unknown_flag_names_the_subcommand(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, *positionals(command), "--no-such-flag"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"packeteer {command}: error: unrecognized arguments: ")
+    assert "--no-such-flag" in err and len(err.strip().splitlines()) == 1

@@ -23,6 +23,7 @@ from .._stream import Stream
 from .._url import URL
 from ._common import (
     EXIT_OK,
+    SECONDS_OR_0,
     StdinSource,
     StdoutSink,
     can_receive,
@@ -70,7 +71,7 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--linger",
-        type=float,
+        type=SECONDS_OR_0,
         default=1.0,
         metavar="SECONDS",
         help="after end of stdin, wait until this long passes without replies, "

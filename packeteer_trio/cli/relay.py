@@ -21,6 +21,8 @@ from .._api import serve_listeners
 from .._stream import Stream
 from ._common import (
     EXIT_OK,
+    SECONDS,
+    SECONDS_OR_0,
     UsageError,
     can_receive,
     can_send,
@@ -57,7 +59,7 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--idle",
-        type=float,
+        type=SECONDS,
         default=60.0,
         metavar="SECONDS",
         help="datagrams: forget a sender after this long without replies "
@@ -65,7 +67,7 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--linger",
-        type=float,
+        type=SECONDS_OR_0,
         default=1.0,
         metavar="SECONDS",
         help="streams: when one side has ended and the other cannot be told "
