@@ -36,6 +36,7 @@ def build_parser() -> Parser:
     )
     for module in _COMMANDS:
         module.add_parser(subparsers)
+    parser.commands = subparsers.choices
     return parser
 
 
@@ -43,7 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse *argv* (default ``sys.argv[1:]``), run the subcommand, return the
     exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand they were given to, with its prog
+        where = parser.commands.get(args.command or "", parser)
+        where.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         print(
             "packeteer: error: choose a command: demo, echo, cat, relay, bench "
