@@ -68,7 +68,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _windows_handle_count() -> int:  # pragma: no cover - Windows only
-    """How many kernel handles this process has open (sockets, pipes, files)."""
+    """How many File handles (sockets, pipes, files) this process has open.
+
+    Other kinds (threads, events, semaphores of worker threads that come and
+    go) are not descriptors and are left out. Handles are found by probing
+    the values (multiples of 4; a test process stays far below 1 << 16):
+    Wine's GetProcessHandleCount always says 0.
+    """
     if sys.platform != "win32":
         raise AssertionError("Windows only")
     else:
@@ -76,18 +82,35 @@ def _windows_handle_count() -> int:  # pragma: no cover - Windows only
         from ctypes import wintypes
 
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
-        kernel32.GetProcessHandleCount.argtypes = [wintypes.HANDLE, wintypes.LPDWORD]
-        count, flags = wintypes.DWORD(0), wintypes.DWORD(0)
-        process = kernel32.GetCurrentProcess()
-        if kernel32.GetProcessHandleCount(process, ctypes.byref(count)) and count.value:
-            return int(count.value)
-        # Wine's GetProcessHandleCount always says 0: probe the handle values
-        # instead (multiples of 4; a test process stays far below 1 << 16).
+        ntdll = ctypes.WinDLL("ntdll")
         probe = kernel32.GetHandleInformation
         probe.argtypes = [wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD)]
+        query = ntdll.NtQueryObject
+        query.argtypes = [
+            wintypes.HANDLE,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_ulong,
+            ctypes.POINTER(ctypes.c_ulong),
+        ]
+        flags, size = wintypes.DWORD(0), ctypes.c_ulong(0)
+        info = ctypes.create_string_buffer(1024)  # PUBLIC_OBJECT_TYPE_INFORMATION
+
+        def is_file(handle: int) -> bool:
+            if query(
+                handle, 2, info, len(info), ctypes.byref(size)
+            ):  # ObjectTypeInformation
+                return False
+            length = int.from_bytes(info.raw[:2], "little") // 2  # UNICODE_STRING
+            address = ctypes.c_void_p.from_buffer(info, ctypes.sizeof(ctypes.c_void_p))
+            return ctypes.wstring_at(address.value or 0, length) == "File"
+
         ref = ctypes.byref(flags)
-        return sum(1 for handle in range(4, 1 << 16, 4) if probe(handle, ref))
+        return sum(
+            1
+            for handle in range(4, 1 << 16, 4)
+            if probe(handle, ref) and is_file(handle)
+        )
 
 
 def _trio_afd_handles() -> int:  # pragma: no cover - Windows only
