@@ -49,6 +49,7 @@ from .scheduler import Events
 from .schemes.pipe import ERROR_BROKEN_PIPE
 
 _EMPTY = memoryview(b"")
+_READ, _WRITE, _CLOSE = int(Events.READ), int(Events.WRITE), int(Events.CLOSE)
 
 
 class HandleStream(Stream):
@@ -258,17 +259,34 @@ class HandleStream(Stream):
         takes only sockets on Windows): READ once data or the end of file is
         there (with CLOSE for the end of file), WRITE at once (an overlapped
         write never blocks the thread, as in ``wait_send_all_might_not_block``).
+        Each answer carries WRITE while there is a write side, as a poll of
+        both directions would.
         """
         owned = self._reader if read else self._writer
         if self._closed or owned is None or owned.closing:
             await checkpoint()
             raise trio.ClosedResourceError(f"{self.url}: closed")
+        writer = self._writer
+        writable = 0 if writer is None or writer.closing or self._eof_sent else _WRITE
         if not read:
             await checkpoint()
-            return int(Events.WRITE)
+            return writable
         if self._eof_seen:
             await checkpoint()
-            return int(Events.READ | Events.CLOSE)
+            return _READ | _CLOSE | writable
+        if self._message_mode is None:
+            self._message_mode = _win32.is_message_pipe(owned.handle)
+        try:
+            if await _win32.wait_for_data(owned, message_mode=self._message_mode):
+                return _READ | writable
+            self._eof_seen = True  # it consumed the peer's zero-length message
+        except OSError as exc:
+            if self._closed:
+                raise trio.ClosedResourceError(f"{self.url}: closed") from exc
+            if exc.winerror != ERROR_BROKEN_PIPE:
+                raise self._error(exc) from exc
+            await cancel_shielded_checkpoint()  # a synchronous failure waited not
+        return _READ | _CLOSE | writable
         if self._message_mode is None:
             self._message_mode = _win32.is_message_pipe(owned.handle)
         try:
