@@ -266,19 +266,17 @@ class HandleStream(Stream):
         if self._closed or owned is None or owned.closing:
             await checkpoint()
             raise trio.ClosedResourceError(f"{self.url}: closed")
-        writer = self._writer
-        writable = 0 if writer is None or writer.closing or self._eof_sent else _WRITE
         if not read:
             await checkpoint()
-            return writable
+            return self._writable()
         if self._eof_seen:
             await checkpoint()
-            return _READ | _CLOSE | writable
+            return _READ | _CLOSE | self._writable()
         if self._message_mode is None:
             self._message_mode = _win32.is_message_pipe(owned.handle)
         try:
             if await _win32.wait_for_data(owned, message_mode=self._message_mode):
-                return _READ | writable
+                return _READ | self._writable()
             self._eof_seen = True  # it consumed the peer's zero-length message
         except OSError as exc:
             if self._closed:
@@ -286,17 +284,9 @@ class HandleStream(Stream):
             if exc.winerror != ERROR_BROKEN_PIPE:
                 raise self._error(exc) from exc
             await cancel_shielded_checkpoint()  # a synchronous failure waited not
-        return _READ | _CLOSE | writable
-        if self._message_mode is None:
-            self._message_mode = _win32.is_message_pipe(owned.handle)
-        try:
-            if await _win32.wait_for_data(owned, message_mode=self._message_mode):
-                return int(Events.READ)
-            self._eof_seen = True  # it consumed the peer's zero-length message
-        except OSError as exc:
-            if self._closed:
-                raise trio.ClosedResourceError(f"{self.url}: closed") from exc
-            if exc.winerror != ERROR_BROKEN_PIPE:
-                raise self._error(exc) from exc
-            await cancel_shielded_checkpoint()  # a synchronous failure waited not
-        return int(Events.READ | Events.CLOSE)
+        return _READ | _CLOSE | self._writable()
+
+    def _writable(self) -> int:
+        """WRITE while there is a write side (asked after a wait, not before)."""
+        writer = self._writer
+        return 0 if writer is None or writer.closing or self._eof_sent else _WRITE
