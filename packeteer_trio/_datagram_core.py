@@ -304,7 +304,9 @@ class BoundDatagramIO(DatagramCore):
 
         Waits only while the socket buffer is full. If it raises (or is
         cancelled while waiting for room), the datagrams before the failing
-        one have been sent and the rest have not.
+        one have been sent and the rest have not. A datagram the kernel has
+        no memory for (ENOBUFS, ENOMEM) even after the retries is dropped,
+        not raised: see SEND_RETRIES.
         """
         with self._send_conflict:
             await self._checkpoint_if_cancelled()
