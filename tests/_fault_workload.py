@@ -37,6 +37,9 @@ import trio
 import packeteer_trio as pt
 from packeteer_trio import anyio_compat
 
+if sys.platform == "win32":  # pragma: no cover
+    raise SystemExit("these workloads run under strace: Linux only")
+
 Report = dict[str, Any]
 
 

@@ -34,6 +34,9 @@ from typing import Any
 
 import pytest
 
+if sys.platform == "win32":  # pragma: no cover
+    raise ImportError("syscall fault injection uses strace: Linux only")
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOAD = Path(__file__).resolve().parent / "_fault_workload.py"
 STRACE = shutil.which("strace")

@@ -23,12 +23,18 @@ import errno
 import os
 import re
 import secrets
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip(
+        "syscall fault injection uses strace: Linux only", allow_module_level=True
+    )
 
 from ._faults import (
     DatagramPeer,
