@@ -1,6 +1,7 @@
 """Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``.
 
-``nox -s bench [-- NAME ... --rounds N]`` runs the benchmarks (not by default).
+``nox -s docs`` builds the documentation, ``nox -s bench [-- NAME ... --rounds N]``
+runs the benchmarks (neither by default).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     for platform in ("linux", "darwin", "win32"):
         session.run("mypy", "--strict", "--platform", platform)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The Sphinx site (guides and API reference) in docs/_build/html."""
+    session.install("-e", ".[docs]")
+    session.run("sphinx-build", "-W", "--keep-going", "docs", "docs/_build/html")
 
 
 @nox.session

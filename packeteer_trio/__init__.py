@@ -5,6 +5,9 @@ Pick the transport by URL (``tcp://``, ``udp://``, ``local://``, ``fifo://``,
 Listener or Channel.
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
 from ._api import connect, listen, serve
 from ._datagram import DatagramChannel, DatagramSocket, connect_datagram, open_datagram
 from ._errors import (
@@ -27,6 +30,13 @@ from ._packet import PacketChannel
 from ._stream import Listener, PipeStream, SocketStream, Stream
 from ._url import URL, Query
 from .scheduler import IO_EVENTS, Events, Registration, Scheduler, open_scheduler
+
+# One source for the version: the installed distribution's metadata (set in
+# pyproject.toml), which `packeteer --version` prints too.
+try:
+    __version__: str = _version("packeteer-trio")
+except _PackageNotFoundError:  # pragma: no cover - imported from an uninstalled tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "IO_EVENTS",

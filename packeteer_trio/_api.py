@@ -7,7 +7,13 @@ from typing import Any
 
 import trio
 
-from ._endpoints import ACCEPT_CAPACITY_ERRNOS, ACCEPT_RETRY_PAUSE, AcceptBurst
+from ._endpoints import (
+    ACCEPT_CAPACITY_ERRNOS,
+    ACCEPT_RETRY_PAUSE,
+    IGNORABLE_ACCEPT_ERRNOS,
+    AcceptBurst,
+    capped_backlog,
+)
 from ._errors import InvalidURL
 from ._extend import connect_user, listen_user
 from ._registry import Scheme, lookup
@@ -49,8 +55,13 @@ async def connect(url: str | URL) -> Stream:
 
 
 async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
-    """Listen on *url*; the listener's ``url`` is the bound address."""
+    """Listen on *url*; the listener's ``url`` is the bound address.
+
+    *backlog* None asks for the most the OS allows; larger than 65535 is
+    capped there, as trio does.
+    """
     url = URL.parse(url)
+    backlog = capped_backlog(backlog)
     scheme = stream_scheme(url, "listen")
     if scheme.factory is not None:  # a scheme from register_scheme()
         return await listen_user(scheme.factory, url, backlog)
@@ -76,10 +87,13 @@ async def serve(
     cancelled, a handler's exception propagates (cancelling the server),
     ``task_status`` is started with the list of listeners, a stream the
     handler leaves open is closed for it, and the listener is closed on exit.
-    Running out of descriptors or kernel memory (EMFILE, ENFILE, ENOMEM,
-    ENOBUFS) pauses accepting for 100 ms at a time until it works again; the
-    logger ``packeteer_trio`` reports that once per burst (ERROR, with the
-    exception) and the recovery once (INFO), not every retry.
+    An accept error that concerns only the connection being accepted (the
+    errnos trio's ``SocketListener`` ignores: ECONNABORTED, EPROTO, ENETDOWN,
+    ECONNRESET, …) drops that connection and accepts the next, from any
+    listener. Running out of descriptors or kernel memory (EMFILE, ENFILE,
+    ENOMEM, ENOBUFS) pauses accepting for 100 ms at a time until it works
+    again; the logger ``packeteer_trio`` reports that once per burst (ERROR,
+    with the exception) and the recovery once (INFO), not every retry.
     """
     listener = await listen(url, backlog=backlog)
     await serve_listeners(
@@ -133,6 +147,13 @@ async def _serve_one_listener(
             try:
                 stream = await listener.accept()
             except OSError as exc:
+                if exc.errno in IGNORABLE_ACCEPT_ERRNOS:
+                    # Only that connection failed (a user scheme's listener
+                    # may pass it on): drop it, as trio's listeners do. The
+                    # checkpoint keeps a listener failing at once from
+                    # spinning.
+                    await trio.lowlevel.checkpoint()
+                    continue
                 if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                     raise
                 burst.failed(listener.url, exc)

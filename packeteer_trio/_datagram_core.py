@@ -469,7 +469,9 @@ class ConnectedDatagramIO(DatagramCore):
             if not waited:
                 await self._cancel_shielded_checkpoint()
 
-    async def receive(self, max_size: int | None = None) -> bytes:
+    async def receive(self, *, max_size: int | None = None) -> bytes:
+        # max_size is keyword-only: the ABCs' receive() takes no argument, so
+        # an extra one must not be reachable positionally.
         with self._receive_conflict:
             await self._checkpoint_if_cancelled()
             size = check_size(max_size)

@@ -26,13 +26,15 @@ from ._url import URL
 
 WaitFd = Callable[[int], Awaitable[None]]
 
-# accept() errors that concern only the one connection being accepted; like
-# trio's SocketListener we drop that connection and keep listening.
-_IGNORABLE_ACCEPT_ERRNOS = {
+# accept() errors that concern only the one connection being accepted: like
+# trio's SocketListener (its list, _highlevel_socket.py) we drop that
+# connection and keep listening. Socket listeners skip them in try_accept;
+# serve() (both faces) skips them from any listener, a user scheme's too.
+IGNORABLE_ACCEPT_ERRNOS = frozenset(
     getattr(errno, name)
     for name in [
-        "EPERM",
-        "ECONNABORTED",
+        "EPERM",  # Linux: the firewall refused the connection
+        "ECONNABORTED",  # BSDs: reset before we accepted
         "EPROTO",
         "ENETDOWN",
         "ENOPROTOOPT",
@@ -41,9 +43,14 @@ _IGNORABLE_ACCEPT_ERRNOS = {
         "EHOSTUNREACH",
         "EOPNOTSUPP",
         "ENETUNREACH",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+        "ETIMEDOUT",
+        "ECONNRESET",
     ]
     if hasattr(errno, name)
-}
+)
 
 
 # accept() errors that mean "the system is out of something for now" (as in
@@ -53,6 +60,20 @@ ACCEPT_CAPACITY_ERRNOS = frozenset(
 )
 ACCEPT_RETRY_PAUSE = 0.100
 LOGGER = logging.getLogger("packeteer_trio")
+
+# Linux and the BSDs keep the listen backlog in 16 bits (and Python's listen()
+# takes a C int): like trio, a larger one is capped here and the kernel caps
+# it further to its own limit (net.core.somaxconn).
+MAX_BACKLOG = 0xFFFF
+
+
+def capped_backlog(backlog: int | None) -> int | None:
+    """*backlog* capped at :data:`MAX_BACKLOG`; None stays "the default"."""
+    if backlog is None:
+        return None
+    if not isinstance(backlog, int):
+        raise TypeError(f"backlog must be an int or None, not {backlog!r}")
+    return min(backlog, MAX_BACKLOG)
 
 
 class AcceptBurst:
@@ -188,7 +209,7 @@ class SocketListenerEndpoint(ListenerEndpoint):
             except BlockingIOError:
                 continue
             except OSError as exc:
-                if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                if exc.errno in IGNORABLE_ACCEPT_ERRNOS:
                     continue
                 raise with_url(exc, self.url, "accept") from exc
             self._next = (self._next + offset + 1) % count

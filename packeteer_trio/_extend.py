@@ -549,7 +549,7 @@ class WrappedDatagramChannel(_WrappedDatagram, DatagramChannel):
     async def send(self, value: Data) -> None:
         await self.wrapped.send(bytes(value))
 
-    async def receive(self, max_size: int | None = None) -> bytes:
+    async def receive(self, *, max_size: int | None = None) -> bytes:
         limit = _check_size(max_size)
         data = await self.wrapped.receive()
         if limit is not None and len(data) > limit:

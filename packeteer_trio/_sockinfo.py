@@ -10,12 +10,26 @@ from ._errors import PacketeerError
 from ._url import URL, Query
 
 
+def sockaddr_host(address: tuple[object, ...]) -> str:
+    """The host of an inet sockaddr, with an IPv6 scope id as its zone
+    (``fe80::1%eth0``): the socket module reports it apart, in the tuple."""
+    host = str(address[0])
+    scope = address[3] if len(address) == 4 else 0
+    if not scope or "%" in host:
+        return host
+    assert isinstance(scope, int)
+    try:
+        return f"{host}%{socket.if_indextoname(scope)}"
+    except OSError:  # the interface went away: its number still works
+        return f"{host}%{scope}"
+
+
 def url_from_sockaddr(family: int, kind: int, address: object) -> URL:
     """The URL of a socket address as returned by getsockname/getpeername/recvfrom."""
     datagram = kind == socket.SOCK_DGRAM
     if family in (socket.AF_INET, socket.AF_INET6):
         assert isinstance(address, tuple)
-        host, port = address[0], address[1]
+        host, port = sockaddr_host(address), address[1]
         digit = "4" if family == socket.AF_INET else "6"
         return URL(scheme=("udp" if datagram else "tcp") + digit, host=host, port=port)
     if family == getattr(socket, "AF_UNIX", None):

@@ -105,8 +105,11 @@ class URL:
 
     def __str__(self) -> str:
         host = self.host
-        if ":" in host:  # an IPv6 literal
-            host = f"[{host}]"
+        if ":" in host:  # an IPv6 literal, maybe with a zone: fe80::1%eth0
+            address, percent, zone = host.partition("%")
+            if percent:  # RFC 6874: the "%" is written %25
+                address += "%25" + quote(zone, safe="-._~", errors="surrogateescape")
+            host = f"[{address}]"
         else:
             host = quote(host, safe="-._~!$&'()*+,;=", errors="surrogateescape")
         text = f"{self.scheme}://{host}"
@@ -171,6 +174,7 @@ def _split_authority(authority: str, text: str) -> tuple[str, int | None]:
             port_text = after[1:]
         if ":" not in host:
             raise InvalidURL(f"{text!r}: [{host}] is not an IPv6 address")
+        host = _ipv6_host(host, text)
     elif authority.count(":") > 1:
         raise InvalidURL(f"{text!r}: IPv6 addresses must be written in brackets")
     else:
@@ -181,10 +185,29 @@ def _split_authority(authority: str, text: str) -> tuple[str, int | None]:
     if port_text is not None:
         if not port_text.isascii() or not port_text.isdigit():
             raise InvalidURL(f"{text!r}: bad port {port_text!r}")
-        port = int(port_text)
-        if port > 65535:
-            raise InvalidURL(f"{text!r}: port {port} is out of range 0-65535")
-    return host.lower(), port
+        digits = port_text.lstrip("0")
+        # int() of thousands of digits is refused (or slow): never call it.
+        if len(digits) > 5 or int(digits or "0") > 65535:
+            shown = (
+                digits if len(digits) <= 12 else f"{digits[:8]}… ({len(digits)} digits)"
+            )
+            raise InvalidURL(f"{text!r}: port {shown} is out of range 0-65535")
+        port = int(digits or "0")
+    return host, port
+
+
+def _ipv6_host(literal: str, text: str) -> str:
+    """The host of ``[literal]``: the address lower-cased, its zone (RFC 6874:
+    ``fe80::1%25eth0``, the ``%`` escaped; a bare ``%`` is taken too) decoded
+    and kept as written, since interface names are case-sensitive."""
+    address, percent, zone = literal.partition("%")
+    if not percent:
+        return address.lower()
+    if zone.startswith("25"):
+        zone = _unq(zone[2:])
+    if not zone:
+        raise InvalidURL(f"{text!r}: empty IPv6 zone after '%' in [{literal}]")
+    return f"{address.lower()}%{zone}"
 
 
 def _parse_query(query_text: str, text: str) -> Query:

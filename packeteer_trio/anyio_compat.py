@@ -17,7 +17,8 @@ backend::
   one;
 - :func:`open_datagram` returns a :class:`DatagramSocket`, an
   :class:`anyio.abc.UnreliableObjectStream` of ``(bytes, URL)`` items;
-  :func:`connect_datagram` a :class:`DatagramChannel`, one of ``bytes``;
+  :func:`connect_datagram` a :class:`DatagramChannel`, one of ``bytes``
+  (a :class:`PacketChannel` of packets for ``tun://`` and ``tap://``);
 - everything has a ``url`` and the typed attribute
   :attr:`PacketeerAttribute.url`, and where a socket is behind it,
   :class:`anyio.abc.SocketAttribute`'s attributes;
@@ -44,17 +45,20 @@ import anyio.abc
 import anyio.lowlevel
 
 from ._anyio._backend import PacketeerAttribute
-from ._anyio._datagram import DatagramChannel, DatagramSocket
+from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
 from ._anyio._listener import Listener
 from ._anyio._stream import wrap_stream
 from ._api import stream_scheme
 from ._datagram_core import datagram_scheme
+from ._endpoints import capped_backlog
+from ._errors import InvalidURL
 from ._url import URL
 
 __all__ = [
     "DatagramChannel",
     "DatagramSocket",
     "Listener",
+    "PacketChannel",
     "PacketeerAttribute",
     "URLConnectable",
     "connect",
@@ -81,8 +85,13 @@ async def connect(url: str | URL) -> anyio.abc.ByteStream:
 
 
 async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
-    """Listen on *url*; the listener's ``url`` is the bound address."""
+    """Listen on *url*; the listener's ``url`` is the bound address.
+
+    *backlog* None asks for the most the OS allows; larger than 65535 is
+    capped there, as trio does.
+    """
     url = URL.parse(url)
+    backlog = capped_backlog(backlog)
     scheme = stream_scheme(url, "listen")
     if scheme.listen is None:
         raise scheme.missing("listen", url)
@@ -137,17 +146,30 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
 
 async def connect_datagram(
     url: str | URL, *, local: str | URL | None = None
-) -> DatagramChannel:
+) -> DatagramChannel | PacketChannel:
     """A connected datagram socket to *url*; *local* binds our end first.
 
     An :class:`anyio.abc.UnreliableObjectStream` of ``bytes``, one datagram
     per item. For ``local://`` peers to reply, our end needs an address:
     give *local* (a path or abstract name); on Linux an abstract one is
-    picked otherwise.
+    picked otherwise. A packet device (``tun://``, ``tap://``) gives a
+    :class:`PacketChannel`, one packet per item.
     """
     url = URL.parse(url)
     local_url = None if local is None else URL.parse(local)
     scheme = datagram_scheme(url, "connect_datagram")
+    if scheme.connect_packet is not None:
+        if local_url is not None:
+            raise InvalidURL(f"{url}: {url.scheme}:// has no local address to bind")
+        # The checkpoint comes first: once the device exists, nothing may
+        # cancel us before the channel owns it.
+        await anyio.lowlevel.checkpoint()
+        device = await scheme.connect_packet(url)
+        try:
+            return PacketChannel(device)
+        except BaseException:
+            device.close()
+            raise
     if scheme.connect_datagram is None:
         raise scheme.missing("connect_datagram", url)
     await anyio.lowlevel.checkpoint()
@@ -162,10 +184,10 @@ async def connect_datagram(
 class URLConnectable(anyio.abc.ByteStreamConnectable):
     """Connects to a URL: hand it to anyio code that takes a connectable.
 
-    The URL is checked when the connectable is made (:exc:`InvalidURL`);
-    :meth:`connect` raises :exc:`anyio.ConnectionFailed` as anyio's
-    connectables do, chained from (and with the errno and message of) the
-    ``OSError`` that names the URL.
+    The URL is checked when the connectable is made
+    (:exc:`~packeteer_trio.InvalidURL`); :meth:`connect` raises
+    :exc:`anyio.ConnectionFailed` as anyio's connectables do, chained from
+    (and with the errno and message of) the ``OSError`` that names the URL.
     """
 
     def __init__(self, url: str | URL) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 import inspect
 import math
+import numbers
+import operator
 import os
 import select
 import sys
@@ -54,12 +56,76 @@ Callback = Callable[[float, Events, Any], object]
 
 
 class SchedulerConnector(Protocol):
-    """What :meth:`Scheduler.register_connector` needs from a connector."""
+    """What :meth:`Scheduler.register_connector
+    <packeteer_trio.Scheduler.register_connector>` needs from a connector."""
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
         """(fd watched for READ, fd watched for WRITE), None where a direction
         does not exist; raises ``trio.ClosedResourceError`` once closed."""
         ...
+
+
+# -- argument checks: at the call, so a bad value never reaches a task -------
+# (where it would fail later, out of `async with`, cancelling everything)
+
+
+def _check_mask(events: object, name: str = "events") -> Events:
+    if isinstance(events, bool) or not isinstance(events, int):
+        raise TypeError(
+            f"{name} must be an Events mask (or an int of Events bits), "
+            f"not {type(events).__name__} {events!r}"
+        )
+    return Events(events)
+
+
+def _check_callback(callback: object) -> None:
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, not {callback!r}")
+    try:
+        hash(callback)  # callbacks identify registrations (unschedule, merging)
+    except TypeError:
+        raise TypeError(f"callback must be hashable, not {callback!r}") from None
+
+
+def _check_seconds(value: object, name: str, *, least: float | None = 0) -> float:
+    """*value* as float seconds: a real number, not NaN, at least *least*
+    (None: any). ``inf`` is allowed where it means never, like trio.sleep."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a number of seconds, not {type(value).__name__} {value!r}"
+        )
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise ValueError(f"{name} must be a number of seconds, not NaN")
+    if least is not None and not seconds >= least:
+        raise ValueError(f"{name} must be >= {least:g}, not {value!r}")
+    return seconds
+
+
+def _check_count(count: object) -> int | None:
+    if count is None:
+        return None
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+        raise TypeError(
+            f"count must be a whole number or None, not {type(count).__name__} "
+            f"{count!r}"
+        )
+    if count < 1:
+        raise ValueError(f"count must be >= 1 or None, not {count!r}")
+    return operator.index(count)
+
+
+def _connector_fds(connector: object) -> tuple[int | None, int | None]:
+    fds = getattr(connector, "_scheduler_fds", None)
+    if fds is None:
+        raise TypeError(
+            "connector must be a packeteer_trio connector (a stream, listener, "
+            "datagram socket or channel from connect, listen, open_datagram or "
+            "connect_datagram; or an object with _scheduler_fds()), not "
+            f"{connector!r}"
+        )
+    result: tuple[int | None, int | None] = fds()  # raises if already closed
+    return result
 
 
 # After a wakeup carrying only conditions nobody asked for (CLOSE is watched
@@ -232,10 +298,11 @@ class Scheduler:
         The same (connector, callback) again merges the masks and returns the
         same handle. ``oneshot=True`` ends the registration after one run.
         """
-        events = Events(events)
+        events = _check_mask(events)
         if int(events) & ~int(IO_EVENTS) or not events & _WATCHABLE:
             raise ValueError(f"not a mask of I/O events: {events!r}")
-        rfd, wfd = connector._scheduler_fds()  # raises if already closed
+        _check_callback(callback)
+        rfd, wfd = _connector_fds(connector)
         if (
             (events & _READ and rfd is None)
             or (events & _WRITE and wfd is None)
@@ -260,10 +327,11 @@ class Scheduler:
     ) -> None:
         """Stop watching ``events`` on ``connector`` for ``callback`` (default:
         for every callback); a registration left without events is cancelled."""
+        mask = int(_check_mask(events))
         for reg in list(self._index.get((id(connector),), ())):
             if callback is not None and reg.callback != callback:
                 continue
-            left = reg._mask & ~int(events)
+            left = reg._mask & ~mask
             if left & _WATCHABLE:
                 reg._set_mask(left)
             else:
@@ -354,16 +422,19 @@ class Scheduler:
     def schedule_once(
         self, delay: float, callback: Callback, *, run_in_thread: bool = False
     ) -> Registration:
-        """Run ``callback`` once with TIMEOUT, ``delay`` seconds from now."""
-        if delay < 0:
-            raise ValueError(f"delay must be >= 0, not {delay!r}")
+        """Run ``callback`` once with TIMEOUT, ``delay`` seconds from now
+        (``math.inf``: never, until cancelled)."""
+        delay = _check_seconds(delay, "delay")
+        _check_callback(callback)
         return self._timer(trio.current_time() + delay, 0, 1, callback, run_in_thread)
 
     def schedule_at(
         self, deadline: float, callback: Callback, *, run_in_thread: bool = False
     ) -> Registration:
         """Run ``callback`` once at ``deadline`` on the ``trio.current_time()``
-        clock (immediately if it has passed)."""
+        clock (immediately if it has passed; ``math.inf``: never)."""
+        deadline = _check_seconds(deadline, "deadline", least=None)
+        _check_callback(callback)
         return self._timer(deadline, 0, 1, callback, run_in_thread)
 
     def schedule(
@@ -378,13 +449,13 @@ class Scheduler:
         """Run ``callback`` every ``interval`` seconds, ``count`` times (None:
         until cancelled). The first run is ``first`` seconds from now (default
         ``interval``); later runs keep a fixed rate from it."""
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0, not {interval!r}")
-        if count is not None and count < 1:
-            raise ValueError(f"count must be >= 1 or None, not {count!r}")
-        delay = interval if first is None else first
-        if delay < 0:
-            raise ValueError(f"first must be >= 0, not {first!r}")
+        interval = _check_seconds(interval, "interval", least=None)
+        # inf would stop after one run: count runs could never all happen.
+        if not 0 < interval < math.inf:
+            raise ValueError(f"interval must be > 0 and finite, not {interval!r}")
+        count = _check_count(count)
+        delay = interval if first is None else _check_seconds(first, "first")
+        _check_callback(callback)
         deadline = trio.current_time() + delay
         return self._timer(deadline, interval, count, callback, run_in_thread)
 
@@ -421,9 +492,10 @@ class Scheduler:
     ) -> Registration:
         """Call ``callback`` whenever any of the user ``events`` is fired.
         The same callback again merges the masks and returns the same handle."""
-        events = Events(events)
+        events = _check_mask(events)
         if not events or events & _BELOW_USER:
             raise ValueError(f"user events are Events.USER and above: {events!r}")
+        _check_callback(callback)
         key = ("user", callback)
         for reg in self._index.get(key, ()):
             reg._add(int(events), False, run_in_thread)
@@ -434,8 +506,9 @@ class Scheduler:
 
     def unregister_event(self, events: Events | int, callback: Callback) -> None:
         """Stop calling ``callback`` for ``events``; with none left it is dropped."""
+        mask = int(_check_mask(events))
         for reg in list(self._index.get(("user", callback), ())):
-            if left := reg._mask & ~int(events):
+            if left := reg._mask & ~mask:
                 reg._set_mask(left)
             else:
                 reg.cancel()
@@ -443,7 +516,7 @@ class Scheduler:
     def fire_events(self, events: Events | int) -> None:
         """Fire user events: each callback registered for any of them runs once,
         with the fired events it registered for. ValueError for system events."""
-        events = Events(events)
+        events = _check_mask(events)
         if events & _BELOW_USER:
             raise ValueError(
                 f"only user events (>= Events.USER) can be fired: {events!r}"
@@ -519,6 +592,10 @@ async def open_scheduler(*, max_threads: int | None = None) -> AsyncIterator[Sch
     cancels the rest and is raised here: bare when it is the only one, in an
     ``ExceptionGroup`` when several fail at once.
     """
+    if max_threads is not None and (
+        isinstance(max_threads, bool) or not isinstance(max_threads, int)
+    ):
+        raise TypeError(f"max_threads must be an int or None, not {max_threads!r}")
     tokens = max_threads if max_threads is not None else os.cpu_count() or 1
     if tokens < 1:
         raise ValueError(f"max_threads must be >= 1, not {max_threads!r}")

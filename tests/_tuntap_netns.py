@@ -18,6 +18,8 @@ import struct
 import sys
 from collections.abc import Awaitable, Callable
 
+import anyio
+import anyio.abc
 import trio
 import trio.testing
 
@@ -502,6 +504,163 @@ async def scheduler_reads() -> None:
                     sched.unregister_connector(chan)
 
 
+# --- the anyio face (run under anyio's asyncio and trio backends) -------------
+
+
+async def anyio_receive_matching(
+    chan: anyio.abc.UnreliableObjectReceiveStream[bytes],
+    wanted: Callable[[bytes], bool],
+) -> bytes:
+    with anyio.fail_after(5):
+        while True:
+            packet = await chan.receive()
+            if wanted(packet):
+                return packet
+
+
+async def anyio_tun() -> None:
+    """A tun through the anyio face: packets both ways, errors anyio's."""
+    from packeteer_trio import InvalidURL
+    from packeteer_trio import anyio_compat as pa
+
+    for verb in (pa.open_datagram, pa.connect, pa.listen):
+        try:
+            await verb("tun:///p7rany")
+        except InvalidURL as exc:
+            assert "connect_datagram" in str(exc), exc
+        else:
+            raise AssertionError(f"{verb.__name__}(tun://) worked")
+    try:
+        await pa.connect_datagram("tun:///p7rany", local="tun:///other")
+    except InvalidURL as exc:
+        assert "no local address" in str(exc), exc
+    else:
+        raise AssertionError("a local address for a tun was accepted")
+
+    chan = await pa.connect_datagram("tun:///p7rany")
+    assert isinstance(chan, pa.PacketChannel)
+    assert isinstance(chan, anyio.abc.UnreliableObjectStream)
+    assert str(chan.url) == "tun:///p7rany"
+    assert chan.extra(pa.PacketeerAttribute.url) == chan.url
+    async with chan:
+        assert if_flags("p7rany") & IFF_UP
+        set_address("p7rany", LOCAL, "255.255.255.0")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((LOCAL, 0))
+            sock.setblocking(False)
+            port = sock.getsockname()[1]
+            sock.sendto(b"x" * 200, (PEER, PEER_PORT))
+            sock.sendto(b"to the peer", (PEER, PEER_PORT))
+            # Too long for max_size: an error, never cut; the next one whole.
+            too_long = 0
+            with anyio.fail_after(5):
+                while True:
+                    try:
+                        packet = await chan.receive(max_size=100)
+                    except OSError as exc:
+                        assert exc.errno == errno.EMSGSIZE, exc
+                        assert "tun:///p7rany" in str(exc), exc
+                        too_long += 1
+                        continue
+                    if is_udp_to_peer(packet):
+                        break
+            assert too_long >= 1 and packet[28:] == b"to the peer"
+            # The reply, sent the way anyio callers do: send(item=...).
+            reply = udp4_packet(PEER, PEER_PORT, LOCAL, port, b"from the peer")
+            await chan.send(item=reply)
+            with anyio.fail_after(5):
+                await anyio.wait_readable(sock)
+            assert sock.recvfrom(2048) == (b"from the peer", (PEER, PEER_PORT))
+
+        # Closing wakes a waiting receiver with anyio's ClosedResourceError;
+        # a second receiver meanwhile gets anyio's BusyResourceError.
+        caught: list[BaseException] = []
+
+        async def receiver() -> None:
+            try:
+                while True:
+                    await chan.receive()
+            except anyio.ClosedResourceError as exc:
+                caught.append(exc)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(receiver)
+                await anyio.wait_all_tasks_blocked()
+                try:
+                    await chan.receive()
+                except anyio.BusyResourceError:
+                    pass
+                else:
+                    raise AssertionError("a second receiver got no BusyResourceError")
+                await chan.aclose()
+        assert len(caught) == 1 and "tun:///p7rany" in str(caught[0]), caught
+    assert not if_exists("p7rany")
+    for action in (chan.receive(), chan.send(b"\x45" + b"\0" * 19)):
+        try:
+            await action
+        except anyio.ClosedResourceError:
+            pass
+        else:
+            raise AssertionError("no ClosedResourceError after close")
+
+
+async def anyio_tap_deleted() -> None:
+    """A tap through the anyio face: frames both ways; deletion is Broken."""
+    from packeteer_trio import anyio_compat as pa
+
+    before = open_fds()
+    async with await pa.connect_datagram("tap:///p7ranytap") as chan:
+        name = "p7ranytap"
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_TEST))
+        with raw:
+            raw.bind((name, ETH_P_TEST))
+            raw.setblocking(False)
+            mac = raw.getsockname()[4]
+            frame = (
+                mac + b"\x02\x00\x00\x00\x00\x01" + struct.pack("!H", ETH_P_TEST)
+            ) + b"anyio frame in".ljust(46, b".")
+            await chan.send(frame)
+            with anyio.fail_after(5):
+                await anyio.wait_readable(raw)
+            assert raw.recv(2048) == frame
+            out = (
+                b"\x02\x00\x00\x00\x00\x02" + mac + struct.pack("!H", ETH_P_TEST)
+            ) + b"anyio frame out".ljust(46, b".")
+            raw.send(out)
+            got = await anyio_receive_matching(chan, lambda f: f == out)
+            assert got == out
+
+        caught: list[BaseException] = []
+
+        async def receiver() -> None:
+            try:
+                while True:
+                    await chan.receive()
+            except anyio.BrokenResourceError as exc:
+                caught.append(exc)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(receiver)
+                await anyio.wait_all_tasks_blocked()
+                delete_link(name)
+        assert "deleted" in str(caught[0]) and "tap:///p7ranytap" in str(caught[0])
+    # Cancelled while waiting, then closed: nothing leaks.
+    for _ in range(5):
+        chan = await pa.connect_datagram("tun://")
+        with anyio.move_on_after(0.01):
+            await anyio_receive_matching(chan, lambda p: False)
+        await chan.aclose()
+    assert open_fds() == before, (before, open_fds())
+
+
+ANYIO_SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
+    "anyio_tun": anyio_tun,
+    "anyio_tap_deleted": anyio_tap_deleted,
+}
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
     "probe": probe,
     "tun_udp": tun_udp,
@@ -518,12 +677,16 @@ SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
 
 
 def main() -> None:
-    scenario = SCENARIOS[sys.argv[1]]
+    name, _, backend = sys.argv[1].partition(":")  # "anyio_tun:asyncio"
+    scenario = ANYIO_SCENARIOS[name] if backend else SCENARIOS[name]
     enter_private_netns()
     bring_up("lo")
     if scenario is no_privilege:
         drop_cap_net_admin()
-    trio.run(scenario)
+    if backend:
+        anyio.run(scenario, backend=backend)
+    else:
+        trio.run(scenario)
 
 
 if __name__ == "__main__":

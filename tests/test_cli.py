@@ -7,12 +7,14 @@ Every subprocess is stopped in a ``finally``.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import queue
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,8 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trustme
 
-from packeteer_trio.cli import main
+from packeteer_trio.cli import build_parser, main
+from packeteer_trio.cli._common import Number, url_arg
 
 from .conftest import has_ipv6_loopback, linux_only, posix_only
 
@@ -286,6 +290,101 @@ def test_relay_datagrams() -> None:
             assert result.stdout == b"a\nb\n"
 
 
+# -- TLS: no half-close ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tls_ca: trustme.CA) -> trustme.LeafCert:
+    return tls_ca.issue_cert("127.0.0.1")
+
+
+@pytest.fixture
+def tls_files(
+    tmp_path: Path, tls_ca: trustme.CA, tls_cert: trustme.LeafCert
+) -> dict[str, Path]:
+    files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem"}
+    tls_ca.cert_pem.write_to_path(str(files["ca"]))
+    tls_cert.private_key_and_cert_chain_pem.write_to_path(str(files["cert"]))
+    return files
+
+
+@contextmanager
+def stdlib_tls_echo(cert: trustme.LeafCert) -> Iterator[tuple[int, list[str]]]:
+    """A TLS echo server on the ssl module alone (no packeteer in it), for
+    one connection: echoes until the client closes. Yields its port and a
+    list that gets "close_notify" for a clean TLS close, else the error."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT)
+    endings: list[str] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(TIMEOUT)
+            # suppress_ragged_eofs=False: a close without close_notify raises.
+            with context.wrap_socket(
+                conn, server_side=True, suppress_ragged_eofs=False
+            ) as tls:
+                while data := tls.recv(65536):
+                    tls.sendall(data)
+            endings.append("close_notify")
+        except OSError as exc:
+            endings.append(repr(exc))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], endings
+    finally:
+        thread.join(TIMEOUT)
+        listener.close()
+
+
+def test_cat_over_tls_to_a_stdlib_echo_server(
+    tls_cert: trustme.LeafCert, tls_files: dict[str, Path]
+) -> None:
+    """TLS cannot half-close: at the end of stdin cat reads the echo, then
+    closes cleanly (it used to fail in send_eof and print nothing)."""
+    data = b"over tls\n" + os.urandom(300_000)
+    with stdlib_tls_echo(tls_cert) as (port, endings):
+        url = f"tls+tcp://127.0.0.1:{port}?cafile={tls_files['ca']}"
+        result = cli("cat", url, "--linger", "2", data=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == data
+    assert result.stderr == b""
+    assert endings == ["close_notify"]
+
+
+def test_echo_relay_cat_over_tls(tls_files: dict[str, Path]) -> None:
+    """packeteer echo on tls+tcp, cat straight to it, and relay from tcp to it."""
+    server_url = f"tls+tcp://127.0.0.1:0?certfile={tls_files['cert']}"
+    data = os.urandom(1_000_000)
+    with running("echo", server_url) as server:
+        bound = re.search(r":(\d+)\?", server.bound_url())
+        assert bound is not None
+        port = bound.group(1)
+        target = f"tls+tcp://127.0.0.1:{port}?cafile={tls_files['ca']}"
+        result = cli("cat", target, data=b"hello\n")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b"hello\n"
+        server.wait_for(r"#1 disconnected: 6 bytes")
+        with running("relay", "tcp4://127.0.0.1:0", target) as relay:
+            result = cli("cat", relay.bound_url(), data=data)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == data
+            server.wait_for(r"#2 disconnected: 1000000 bytes")
+            relay.wait_for(r"#1 disconnected")
+        assert not [line for line in relay.stderr if "error" in line], relay.stderr
+    assert not [line for line in server.stderr if "error" in line], server.stderr
+
+
 # -- bench ------------------------------------------------------------------------
 
 
@@ -371,3 +470,121 @@ def test_echo_on_abstract_name() -> None:
     with running("echo", "local:///%00packeteer-cli-test") as server:
         url = server.bound_url()
         assert cli("cat", url, data=b"abstract").stdout == b"abstract"
+
+
+# -- numeric options: every one validated by argparse -------------------------------
+
+# Options that take free text; any other value-taking option must be a URL or
+# a Number (a new type=float/int option fails test_every_option_is_validated).
+TEXT_OPTIONS = {("demo", "only")}
+
+
+def value_actions() -> list[tuple[str, argparse.Action]]:
+    """(subcommand, action) for every argument that takes a value."""
+    found = []
+    for command, parser in build_parser().commands.items():
+        for action in parser._actions:
+            if action.option_strings and action.nargs == 0:
+                continue  # flags: --help, --quiet, --listen
+            found.append((command, action))
+    return found
+
+
+def positionals(command: str) -> list[str]:
+    parser = build_parser().commands[command]
+    return ["tcp4://127.0.0.1:1" for a in parser._actions if not a.option_strings]
+
+
+def bad_values(number: Number) -> list[str]:
+    values = ["nan", "NaN", "inf", "-inf", "1e999", "abc", "", "9" * 5000]
+    if number.least is not None:
+        values += [str(number.least - 1), str(number.least - 0.5)]
+    if number.above is not None:
+        values += [str(number.above), str(number.above - 1)]
+    if number.most is not None:
+        values += [str(number.most + 1)]
+    if number.kind is int:
+        values += ["1.5", "1e3"]
+    return values
+
+
+NUMERIC = [
+    (command, action.option_strings[-1], value)
+    for command, action in value_actions()
+    if isinstance(action.type, Number)
+    for value in bad_values(action.type)
+]
+
+
+def test_every_option_is_validated() -> None:
+    assert len({(c, o) for c, o, _ in NUMERIC}) >= 10  # the parsers were found
+    for command, action in value_actions():
+        if (command, action.dest) in TEXT_OPTIONS:
+            continue
+        assert action.type is url_arg or isinstance(action.type, Number), (
+            f"packeteer {command} {action.option_strings or action.dest}: "
+            f"type={action.type!r} does not validate its value"
+        )
+
+
+@pytest.mark.parametrize(("command", "option", "value"), NUMERIC)
+def test_bad_numbers_exit_2_naming_the_option(
+    command: str, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, *positionals(command), f"{option}={value}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"packeteer {command}: error: argument {option}: ")
+
+
+def test_good_numbers_are_taken() -> None:
+    for command, action in value_actions():
+        number = action.type
+        if not isinstance(number, Number):
+            continue
+        low = number.least if number.least is not None else (number.above or 0) + 1
+        option = action.option_strings[-1]
+        args = build_parser().parse_args(
+            [command, *positionals(command), f"{option}={low:g}"]
+        )
+        assert getattr(args, action.dest) == low, (command, option)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "tcp4://127.0.0.1:1", "--timeout", "nan"],
+        ["bench", "tcp4://127.0.0.1:1", "--timeout", "-1"],
+        ["bench", "tcp4://127.0.0.1:1", "--bulk", "nan"],
+        ["bench", "tcp4://127.0.0.1:1", "--bulk", "-1"],
+        ["cat", "tcp4://127.0.0.1:1", "--linger", "nan"],
+        ["cat", "tcp4://127.0.0.1:1", "--linger", "-1"],
+        ["demo", "--round-trips", "0"],
+        ["demo", "--bulk", "-1"],
+        ["demo", "--timeout", "nan"],
+        ["relay", "tcp4://127.0.0.1:0", "tcp4://127.0.0.1:1", "--idle", "nan"],
+        ["relay", "tcp4://127.0.0.1:0", "tcp4://127.0.0.1:1", "--idle", "-1"],
+    ],
+)
+def test_bad_numbers_from_the_issue(args: list[str]) -> None:
+    """As a user types them: nothing runs, one line names the option, exit 2."""
+    result = cli(*args, timeout=10)
+    assert result.returncode == 2, result
+    assert f"argument {args[-2]}: must be" in one_line_error(result)
+    assert result.stdout == b""
+
+
+@pytest.mark.parametrize("command", ["demo", "echo", "cat", "relay", "bench"])
+def test_unknown_flag_names_the_subcommand(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, *positionals(command), "--no-such-flag"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"packeteer {command}: error: unrecognized arguments: ")
+    assert "--no-such-flag" in err and len(err.strip().splitlines()) == 1

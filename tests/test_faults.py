@@ -781,8 +781,6 @@ FIFO_ROWS = [
     ("openat", "ENXIO", "2", "ConnectionRefusedError"),
     ("mknodat", "EACCES", "1", "PermissionError"),
     ("mknodat", "ENOSPC", "1", "OSError"),
-    ("unlink", "EACCES", "1", "left"),
-    ("unlink", "EBUSY", "1", "left"),
 ]
 
 
@@ -802,12 +800,7 @@ def test_fifo(
     url = f"fifo://{path}"
     request = {"op": "pipe", "url": url}
     result = run_command(subject, request, (syscall, error, when), paths=(str(path),))
-    if expected == "left":
-        # Closing never raises; a FIFO that cannot be removed stays behind.
-        assert result == {"ok": True}
-        assert path.exists()
-        path.unlink()
-    elif expected == OK:
+    if expected == OK:
         assert result == {"ok": True}
     elif expected == "ConnectionRefusedError":  # ENXIO: no reader
         assert_failed(result, expected, url, "ECONNREFUSED")
@@ -816,21 +809,44 @@ def test_fifo(
     assert not path.exists()
 
 
-@pytest.mark.parametrize("error", ["EACCES", "EBUSY"])
-def test_local_listener_cannot_remove_its_file(
-    subjects: Subjects, peers: dict[str, str], tmp: Path, error: str
+@pytest.mark.parametrize("kind", ["local", "fifo"])
+@pytest.mark.parametrize(
+    ("syscall", "error"),
+    [
+        ("rename", "EACCES"),
+        ("rename", "EBUSY"),
+        ("unlink", "EACCES"),
+        ("unlink", "EBUSY"),
+    ],
+)
+def test_listener_cannot_remove_its_file(
+    subjects: Subjects,
+    peers: dict[str, str],
+    tmp: Path,
+    kind: str,
+    syscall: str,
+    error: str,
 ) -> None:
-    """Closing a local:// listener never raises; a socket file it cannot
-    remove stays behind."""
+    """Closing a listener never raises. Its file is removed by renaming it to
+    a private name, checking it there, and unlinking that: if the rename
+    fails the file stays where it was; if the unlink fails it stays under the
+    private name ``.NAME.<hex>.removing``."""
     subject = client(subjects, "trio", peers, tmp)
-    url = stream_url("local", tmp)
-    path = url.removeprefix("local://")
-    result = run_command(
-        subject, {"op": "listen", "url": url}, ("unlink", error, "1"), paths=(path,)
-    )
-    assert result == {"ok": True, "url": url}
-    assert os.path.exists(path)
-    os.unlink(path)
+    name = f"r-{secrets.token_hex(4)}.{kind}"
+    url = f"{kind}://{tmp}/{name}"
+    request = {"op": "listen" if kind == "local" else "pipe", "url": url}
+    # rename names our path; the unlink is of the private name: the only one.
+    paths = (str(tmp / name),) if syscall == "rename" else ()
+    result = run_command(subject, request, (syscall, error, "1"), paths=paths)
+    assert result["ok"], result
+    left = [entry for entry in os.listdir(tmp) if name in entry]
+    if syscall == "rename":
+        assert left == [name]
+    else:
+        assert len(left) == 1 and re.fullmatch(
+            rf"\.{name}\.[0-9a-f]+\.removing", left[0]
+        )
+    os.unlink(tmp / left[0])
 
 
 # trio.run() makes socketpairs of its own (its wakeup channels) before the

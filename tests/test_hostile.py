@@ -44,7 +44,8 @@ EXAMPLES = 10_000
 CONFINED = frozenset(
     {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "local", "fifo", "anon"}
 )
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# ::1 with a zone: the zone must reach the socket (the kernel ignores it there).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "::1%lo"})
 Verb = Callable[[Any], Awaitable[Any]]
 VERBS: dict[str, Verb] = {
     "connect": pt.connect,
@@ -91,10 +92,12 @@ VALUES = ["0600", "0777", "999", "0o600", "6_0_0", "-0", "datagram", "stream",
           "dgram", "yes", "no", "1", "0", "", "%30600"]  # fmt: skip
 HOSTS = ["127.0.0.1", "[::1]", "localhost", "", "[::1%25lo]", "[fe80::1%eth0]",
          "127.1", "0x7f000001", "[v1.x]", "::1", "256.1.1.1", "LOCALHOST",
-         "example.com", "[::ffff:127.0.0.1]"]  # fmt: skip
+         "example.com", "[::ffff:127.0.0.1]", "[::1%lo]", "[::1%25]",
+         "[::1%25%25]", "[FE80::1%25Eth0]", "1.2.3.4.5", "010.1.1.1", "2130706433",
+         "a.123"]  # fmt: skip
 
 PORTS = ["", ":", ":0", ":1", ":65535", ":65536", ":99999", ":-1", ":\u0663", ": 1",
-         ":80x", ":0080", ":1:2"]  # fmt: skip
+         ":80x", ":0080", ":1:2", ":" + "9" * 4301, ":" + "0" * 4400 + "1"]  # fmt: skip
 SEPARATORS = ["://", "://", "://", ":/", ":", "", ":///"]
 FRAGMENTS = ["", "", "#", "#frag", "#%80", "#a#b", "#?x"]
 SCHEMES = [*scheme_names(), "TCP", "Local", "http", "x", "", "1a"]

@@ -7,10 +7,12 @@ it returns only once no task can run and no fd is ready).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -238,6 +240,98 @@ async def test_schedule_rejects_bad_arguments() -> None:
             sched.schedule(1, rec, first=-1)
         with pytest.raises(ValueError, match="delay"):
             sched.schedule_once(-1, rec)
+
+
+class Unhashable:
+    def __eq__(self, other: object) -> bool:  # and so no __hash__
+        return self is other
+
+    def __call__(self, now: float, events: Events, conn: Any) -> None:
+        pass
+
+
+NAN, INF = math.nan, math.inf
+ONCE, AT, EVERY = "schedule_once", "schedule_at", "schedule"
+
+# (method, its keyword arguments, the error, the argument its message names).
+# A missing callback is a Recorder; the call is untyped, as from untyped code.
+BAD_TIMER_CALLS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
+    (ONCE, {"delay": NAN}, ValueError, "delay"),
+    (ONCE, {"delay": -1}, ValueError, "delay"),
+    (ONCE, {"delay": -INF}, ValueError, "delay"),
+    (ONCE, {"delay": "1"}, TypeError, "delay"),
+    (ONCE, {"delay": True}, TypeError, "delay"),
+    (AT, {"deadline": NAN}, ValueError, "deadline"),
+    (AT, {"deadline": None}, TypeError, "deadline"),
+    (EVERY, {"interval": 1, "first": NAN}, ValueError, "first"),
+    (EVERY, {"interval": 1, "first": -1}, ValueError, "first"),
+    (EVERY, {"interval": 1, "first": "0"}, TypeError, "first"),
+    (EVERY, {"interval": NAN}, ValueError, "interval"),
+    (EVERY, {"interval": INF}, ValueError, "interval"),
+    (EVERY, {"interval": 0}, ValueError, "interval"),
+    (EVERY, {"interval": -1}, ValueError, "interval"),
+    (EVERY, {"interval": "1"}, TypeError, "interval"),
+    (EVERY, {"interval": 1, "count": 0}, ValueError, "count"),
+    (EVERY, {"interval": 1, "count": -1}, ValueError, "count"),
+    (EVERY, {"interval": 1, "count": 2.5}, TypeError, "count"),
+    (EVERY, {"interval": 1, "count": NAN}, TypeError, "count"),
+    (EVERY, {"interval": 1, "count": True}, TypeError, "count"),
+    (ONCE, {"delay": 1, "callback": object()}, TypeError, "callback"),
+    (AT, {"deadline": 1, "callback": None}, TypeError, "callback"),
+    (EVERY, {"interval": 1, "callback": "cb"}, TypeError, "callback"),
+    (ONCE, {"delay": 1, "callback": Unhashable()}, TypeError, "hashable"),
+]
+
+
+def _any(value: object) -> Any:
+    return value
+
+
+def _shown(value: object) -> str:  # stable test ids: no addresses
+    plain = isinstance(value, (int, float, str, type(None)))
+    return repr(value) if plain else type(value).__name__
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "error", "name"),
+    BAD_TIMER_CALLS,
+    ids=[f"{m}-{'-'.join(map(_shown, k.values()))}" for m, k, _, _ in BAD_TIMER_CALLS],
+)
+async def test_bad_timer_arguments_fail_at_the_call(
+    method: str,
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    name: str,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A bad value is refused where it is passed, naming the argument; it used
+    to be accepted (NaN) and then escape `async with`, cancelling the rest."""
+    kwargs = {"callback": Recorder(), **kwargs}
+    sibling = Recorder()
+    async with open_scheduler() as sched:
+        sched.schedule(interval=1, callback=sibling, count=3)
+        with pytest.raises(error, match=name):
+            getattr(sched, method)(**kwargs)
+        await trio.sleep(10)
+    assert sibling.called == 3  # nothing was cancelled
+
+
+async def test_good_timer_arguments_still_work(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rec = Recorder()
+    async with open_scheduler() as sched:
+        start = trio.current_time()
+        sched.schedule(_any(Fraction(1, 2)), rec, first=0, count=2)
+        sched.schedule_at(deadline=-INF, callback=rec)  # passed: runs now
+        never = [
+            sched.schedule_once(delay=INF, callback=rec),
+            sched.schedule_at(deadline=INF, callback=rec),
+            sched.schedule(interval=1, callback=rec, first=INF),
+        ]
+        await trio.sleep(1000)
+        assert sorted(rec.times) == pytest.approx([start, start, start + 0.5])
+        assert not any(reg.done for reg in never)  # inf: never, like trio.sleep
 
 
 # -- user events ---------------------------------------------------------------
@@ -591,6 +685,39 @@ async def test_register_connector_validates(pipe: Pipe) -> None:
             sched.register_connector(Events.READ, pipe, cb, oneshot=True)
         sched.unregister_connector(pipe)
     write_only.close()
+
+
+async def test_register_connector_type_errors(pipe: Pipe) -> None:
+    """The wrong kind of argument is a TypeError saying what is accepted."""
+    sibling = Recorder()
+    async with open_scheduler() as sched:
+        sched.register_event(EVENT_1, sibling)
+        with pytest.raises(TypeError, match="connector must be a packeteer_trio"):
+            sched.register_connector(Events.READ, _any(object()), Recorder())
+        with pytest.raises(TypeError, match="connector must be"):
+            sched.register_connector(Events.READ, _any(pipe.rfd), Recorder())
+        with pytest.raises(TypeError, match="events must be an Events mask"):
+            sched.register_connector(_any("READ"), pipe, Recorder())
+        with pytest.raises(TypeError, match="events must be an Events mask"):
+            sched.register_connector(_any(1.0), pipe, Recorder())
+        with pytest.raises(TypeError, match="callback must be callable"):
+            sched.register_connector(Events.READ, pipe, _any(None))
+        with pytest.raises(TypeError, match="events"):
+            sched.unregister_connector(pipe, events=_any("READ"))
+        with pytest.raises(TypeError, match="events"):
+            sched.register_event(_any(None), Recorder())
+        with pytest.raises(TypeError, match="callback"):
+            sched.register_event(EVENT_1, _any(42))
+        with pytest.raises(TypeError, match="events"):
+            sched.unregister_event(_any("x"), sibling)
+        with pytest.raises(TypeError, match="events"):
+            sched.fire_events(_any(None))
+        sched.fire_events(EVENT_1)  # the scheduler still works
+        await wait_all_tasks_blocked()
+    assert sibling.called == 1
+    with pytest.raises(TypeError, match="max_threads"):
+        async with open_scheduler(max_threads=_any(1.5)):
+            pass  # pragma: no cover
 
 
 # -- callbacks, threads, cancellation, errors --------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
@@ -13,6 +12,7 @@ import trio
 
 import packeteer_trio as pt
 from packeteer_trio import Stream
+from packeteer_trio.cli import build_parser
 from packeteer_trio.cli._splice import splice_copy
 from packeteer_trio.cli.relay import relay_one
 
@@ -117,7 +117,8 @@ async def test_splice_reports_a_closed_sink_as_the_streams_do() -> None:
 
 async def test_relay_one_bridges_both_ways_and_counts(tmp_path: Path) -> None:
     async with await pt.listen(f"local://{tmp_path}/target.sock") as target:
-        args = argparse.Namespace(target=target.url, quiet=True, stats=False)
+        # The relay's own defaults (--linger …), as the command line sets them.
+        args = build_parser().parse_args(["relay", "-q", "tcp://:0", str(target.url)])
         client, down = await pair("tcp://127.0.0.1:0")
         reply = b""
 

@@ -69,6 +69,11 @@ SCENARIOS = [
     "no_fd_leak",
     "no_privilege",
     "scheduler_reads",
+    # The anyio face, on both of anyio's backends.
+    "anyio_tun:asyncio",
+    "anyio_tun:trio",
+    "anyio_tap_deleted:asyncio",
+    "anyio_tap_deleted:trio",
 ]
 
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from packeteer_trio import URL, InvalidURL, PacketeerError, UnsupportedScheme
+from packeteer_trio._sockinfo import url_from_sockaddr
+from packeteer_trio.schemes import _inet
+
+LINUX = sys.platform.startswith("linux")
 
 REJECTED = [
     "foo",
@@ -32,6 +43,30 @@ REJECTED = [
     "fifo:///",
     "tcp://bad host:80",
     "local:///" + "x" * 200,
+    # ports too long for int() (over 4300 digits) are out of range, not a crash
+    "tcp://127.0.0.1:" + "9" * 4301,
+    "udp://127.0.0.1:" + "1" * 100_000,
+    "tcp://127.0.0.1:000099999",
+    # what looks like an IPv4 literal and is not one, in every inet scheme
+    "tcp4://256.0.0.1:80",
+    "tcp://256.0.0.1:80",
+    "tcp6://256.0.0.1:80",
+    "udp4://1.2.3.256:53",
+    "udp://999.999.999.999:53",
+    "tcp://1.2.3.4.5:80",
+    "tcp://010.0.0.1:80",
+    "tcp://127.1:80",
+    "tcp://0x7f000001:80",
+    "tcp://0x7f.0.0.1:80",
+    "tcp://2130706433:80",
+    "tcp://host.123:80",
+    "tls+tcp://256.0.0.1:443",
+    # IPv6 zones
+    "tcp6://[fe80::1%25]:80",
+    "tcp6://[fe80::1%]:80",
+    "tcp4://[fe80::1%25lo]:80",
+    "tcp6://[fe80::1%25a%25b]:80",
+    "tcp6://[fe80::1%25eth%2F0]:80",
 ]
 
 ACCEPTED = [
@@ -45,6 +80,16 @@ ACCEPTED = [
     "fifo:///foo",
     "udp4://127.0.0.1:5",
     "local:///x?blocking&behaviour=dgram",
+    "tcp6://[fe80::1%25lo]:80",
+    "udp6://[fe80::1%25eth0.100]:53",
+    "tcp://[fe80::1%253]:80",
+    "tcp://[::1%25lo]:80",
+    "tcp6://[fe80::1%25Wi-Fi]:80",
+    "tcp://0.0.0.0:1",
+    "tcp://255.255.255.255:1",
+    "tcp://1e100.net:80",
+    "tcp://a1.b2-c:80",
+    "tcp://127.0.0.1:00080",
 ]
 
 
@@ -160,3 +205,83 @@ def test_non_string_is_rejected_clearly() -> None:
 def test_parse_accepts_url_instances() -> None:
     url = URL.parse("anon://")
     assert URL.parse(url) is url
+
+
+def test_huge_port_is_invalid_url_naming_the_url() -> None:
+    """int() refuses over 4300 digits with a plain ValueError: never reached."""
+    text = "tcp://127.0.0.1:" + "9" * 4301
+    with pytest.raises(InvalidURL, match="out of range 0-65535") as info:
+        URL.parse(text)
+    assert text in str(info.value)
+    assert "4301 digits" in str(info.value)
+    assert URL.parse("tcp://127.0.0.1:" + "0" * 5000 + "80").port == 80
+
+
+@pytest.mark.parametrize(
+    "host", ["256.0.0.1", "1.2.3.256", "127.1", "0x7f000001", "2130706433"]
+)
+@pytest.mark.parametrize("scheme", ["tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"])
+def test_bad_ipv4_literal_is_invalid(scheme: str, host: str) -> None:
+    with pytest.raises(InvalidURL, match=f"{host}.*not a valid IPv4 address"):
+        URL.parse(f"{scheme}://{host}:80")
+
+
+def test_ipv6_zone_is_decoded_and_round_trips() -> None:
+    url = URL.parse("tcp6://[FE80::0001%25Eth0]:80")
+    assert url.host == "fe80::1%Eth0"  # the address canonical, the zone as is
+    assert str(url) == "tcp6://[fe80::1%25Eth0]:80"
+    assert URL.parse(str(url)) == url
+    # A bare "%" (not RFC 6874, but common) means the same.
+    assert URL.parse("tcp6://[fe80::1%Eth0]:80") == url
+    # The zone is percent-decoded, and escaped again where needed.
+    odd = URL.parse("tcp6://[fe80::1%25a%20b]:80")
+    assert odd.host == "fe80::1%a b"
+    assert str(odd) == "tcp6://[fe80::1%25a%20b]:80"
+    assert URL.parse(str(odd)) == odd
+
+
+@pytest.mark.trio
+async def test_resolved_sockaddr_carries_the_scope_id() -> None:
+    url = URL.parse("tcp6://[fe80::1%255]:80")
+    got = await _inet.resolve(url, socket.SOCK_STREAM)
+    assert got == [(socket.AF_INET6, ("fe80::1", 80, 0, 5))]
+    lo = "lo" if LINUX else "lo0"
+    try:
+        index = socket.if_nametoindex(lo)
+    except OSError:  # pragma: no cover - no loopback of that name
+        pytest.skip(f"no interface {lo!r}")
+    url = URL.parse(f"udp6://[::1%25{lo}]:53")
+    got = await _inet.resolve(url, socket.SOCK_DGRAM)
+    assert got == [(socket.AF_INET6, ("::1", 53, 0, index))]
+    # and back: a sockaddr's scope id becomes the URL's zone
+    back = url_from_sockaddr(socket.AF_INET6, socket.SOCK_DGRAM, ("::1", 53, 0, index))
+    assert back == URL.parse(f"udp6://[::1%25{lo}]:53")
+
+
+@pytest.mark.trio
+async def test_unknown_zone_is_an_oserror_naming_the_url() -> None:
+    url = URL.parse("tcp6://[fe80::1%25no-such-if9]:80")
+    with pytest.raises(OSError, match=r"no-such-if9") as info:
+        await _inet.resolve(url, socket.SOCK_STREAM)
+    assert info.value.errno == errno.ENODEV
+    assert str(url) in str(info.value)
+
+
+@pytest.mark.skipif(not LINUX, reason="network namespaces are Linux-only")
+def test_zone_connects_and_binds_link_local_in_a_private_netns() -> None:
+    """fe80::1 on lo inside a namespace of its own: the kernel refuses a
+    link-local address without its zone, so this round trip proves the zone
+    reaches the socket (see _zone_netns.py)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    helper = Path(__file__).with_name("_zone_netns.py")
+    result = subprocess.run(
+        [sys.executable, str(helper)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    if result.returncode == 77:
+        pytest.skip(result.stdout.strip())
+    assert result.returncode == 0, result.stderr or result.stdout

@@ -20,7 +20,7 @@ or to receive; other ``OSError``\\s naming the URL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import anyio
@@ -33,12 +33,13 @@ from .._datagram_core import (
     Data,
     DatagramCore,
 )
-from .._endpoints import DatagramEndpoint
+from .._endpoints import DatagramEndpoint, PacketEndpoint
 from .._io import ConflictDetector
+from .._packet_core import PacketIO
 from .._url import URL
-from ._backend import current_backend, socket_attributes
+from ._backend import PacketeerAttribute, current_backend, socket_attributes
 
-__all__ = ["DEFAULT_MAX_SIZE", "DatagramChannel", "DatagramSocket"]
+__all__ = ["DEFAULT_MAX_SIZE", "DatagramChannel", "DatagramSocket", "PacketChannel"]
 
 
 class _DatagramBase(DatagramCore):
@@ -73,17 +74,20 @@ class DatagramSocket(
     sent to may be ``str`` or ``URL``. ``url`` is the bound address.
     """
 
-    async def send(self, item: tuple[Data, str | URL]) -> None:
+    def send(self, item: tuple[Data, str | URL]) -> Coroutine[Any, Any, None]:
         """Send one datagram: ``item`` is ``(data, address)``."""
-        await self.send_to(*item)
+        return self.send_to(*item)  # send_to's coroutine: one per call
 
-    async def receive(self, max_size: int | None = None) -> tuple[bytes, URL]:
+    def receive(
+        self, *, max_size: int | None = None
+    ) -> Coroutine[Any, Any, tuple[bytes, URL]]:
         """Receive one datagram as ``(data, sender)``.
 
-        *max_size* (default 65536, enough for any UDP payload) bounds the
-        datagram; a bigger one is dropped and reported with OSError(EMSGSIZE).
+        *max_size* (keyword-only; default 65536, enough for any UDP payload)
+        bounds the datagram; a bigger one is dropped and reported with
+        OSError(EMSGSIZE).
         """
-        return await self.receive_from(max_size)
+        return self.receive_from(max_size)
 
 
 class DatagramChannel(
@@ -95,3 +99,41 @@ class DatagramChannel(
     ConnectionRefusedError from a later send or receive (ICMP port
     unreachable); the channel stays usable.
     """
+
+    # The shared loop has trio's parameter name (``value``); anyio's is
+    # ``item``. A plain function handing back the loop's coroutine: one per call.
+    def send(self, item: Data) -> Coroutine[Any, Any, None]:
+        """Send one datagram."""
+        return ConnectedDatagramIO.send(self, item)
+
+
+class PacketChannel(PacketIO, anyio.abc.UnreliableObjectStream[bytes]):
+    """Whole packets of a tun/tap device (``connect_datagram("tun://")``).
+
+    ``receive()`` is one packet (tun: an IP packet, tap: an Ethernet frame),
+    ``send(item)`` writes one; the loop is the trio face's
+    :class:`packeteer_trio.PacketChannel`'s. ``url`` names the device, with
+    the kernel-picked name filled in. A packet longer than ``max_size``
+    (keyword-only, default 65600) is an OSError(EMSGSIZE), never cut.
+    """
+
+    _broken_exception = anyio.BrokenResourceError
+
+    def __init__(self, endpoint: PacketEndpoint) -> None:
+        self._init_packet(endpoint)
+        self._send_conflict = ConflictDetector("sending to", anyio.BusyResourceError)
+        self._receive_conflict = ConflictDetector(
+            "receiving from", anyio.BusyResourceError
+        )
+        self._bind(current_backend())
+
+    def send(self, item: Data) -> Coroutine[Any, Any, None]:
+        """Write one packet."""
+        return PacketIO.send(self, item)
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {PacketeerAttribute.url: lambda: self.url}
+
+    def _closed_error(self) -> anyio.ClosedResourceError:
+        return anyio.ClosedResourceError(f"{self.url}: this channel was closed")

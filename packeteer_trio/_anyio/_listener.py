@@ -19,6 +19,7 @@ import anyio.abc
 from .._endpoints import (
     ACCEPT_CAPACITY_ERRNOS,
     ACCEPT_RETRY_PAUSE,
+    IGNORABLE_ACCEPT_ERRNOS,
     AcceptBurst,
     ListenerEndpoint,
     SocketListenerEndpoint,
@@ -95,9 +96,11 @@ class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
         """Accept connections forever, running ``handler(stream)`` for each.
 
         The handlers run in *task_group* (else in a task group of our own);
-        a handler owns its stream and should close it. Running out of
+        a handler owns its stream and should close it. An accept error that
+        concerns only one connection (those trio's listeners ignore:
+        ECONNABORTED, EPROTO, ECONNRESET, …) drops it; running out of
         descriptors pauses accepting briefly instead of ending the server,
-        logged once per burst as the trio face's ``serve`` does.
+        logged once per burst, as the trio face's ``serve`` does.
         """
         async with AsyncExitStack() as stack:
             if task_group is None:
@@ -107,6 +110,9 @@ class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
                 try:
                     stream = await self.accept()
                 except OSError as exc:
+                    if exc.errno in IGNORABLE_ACCEPT_ERRNOS:
+                        await self._checkpoint()  # that connection only: next
+                        continue
                     if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
                     burst.failed(self._url, exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from . import bench, cat, demo, echo, relay
 from ._common import EXIT_USAGE, Parser, run
 
@@ -27,11 +28,15 @@ def build_parser() -> Parser:
         "fifo://, anon://.",
         epilog="Run 'packeteer COMMAND --help' for a command's options.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"packeteer {__version__}"
+    )
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=Parser
     )
     for module in _COMMANDS:
         module.add_parser(subparsers)
+    parser.commands = subparsers.choices
     return parser
 
 
@@ -39,7 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse *argv* (default ``sys.argv[1:]``), run the subcommand, return the
     exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand they were given to, with its prog
+        where = parser.commands.get(args.command or "", parser)
+        where.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         print(
             "packeteer: error: choose a command: demo, echo, cat, relay, bench "

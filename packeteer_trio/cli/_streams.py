@@ -1,4 +1,4 @@
-"""Stream helpers shared by the subcommands: naming peers, copying, reading exactly."""
+"""Stream helpers shared by the subcommands: naming peers, copying, half-closing."""
 
 from __future__ import annotations
 
@@ -53,6 +53,41 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, count: int) -> bytes:
         parts.append(data)
         got += len(data)
     return b"".join(parts)
+
+
+def can_send_eof(stream: trio.abc.Stream) -> bool:
+    """Whether *stream* can half-close.
+
+    TLS cannot (``trio.SSLStream`` is no HalfCloseableStream, and our
+    WrappedStream around it says ``can_send_eof = False``).
+    """
+    return isinstance(stream, trio.abc.HalfCloseableStream) and bool(
+        getattr(stream, "can_send_eof", True)
+    )
+
+
+class Linger:
+    """Ends a connection that can no longer finish by itself.
+
+    When one side has ended and the other cannot be told (it cannot
+    half-close), the peer may wait for an end of file that never comes (an
+    echo server does). ``start()`` gives the rest *seconds*: ``scope``
+    expires once that long passes without data (``touch()`` on every chunk
+    received the other way restarts the clock).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.scope = trio.CancelScope()
+        self.active = False
+
+    def start(self) -> None:
+        self.active = True
+        self.scope.deadline = trio.current_time() + self.seconds
+
+    def touch(self) -> None:
+        if self.active:
+            self.scope.deadline = trio.current_time() + self.seconds
 
 
 async def copy(

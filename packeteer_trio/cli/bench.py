@@ -18,8 +18,11 @@ import trio
 from .. import connect
 from .._stream import Stream
 from ._common import (
+    COUNT,
     EXIT_OK,
+    SECONDS,
     US,
+    Number,
     UsageError,
     can_receive,
     can_send,
@@ -36,11 +39,8 @@ if TYPE_CHECKING:
 CHUNK = 65536
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+# bytes(size) is allocated up front: an absurd size must be a usage error.
+MAX_SIZE = 64 * 1024 * 1024
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -53,25 +53,25 @@ def add_parser(subparsers: Subparsers) -> None:
     parser.add_argument("url", type=url_arg, metavar="URL")
     parser.add_argument(
         "--size",
-        type=positive_int,
+        type=Number(int, least=1, most=MAX_SIZE),
         default=64,
         help="bytes per round trip, and per datagram (default: %(default)s)",
     )
     parser.add_argument(
         "--count",
-        type=positive_int,
+        type=COUNT,
         default=10000,
         help="round trips per connection (default: %(default)s)",
     )
     parser.add_argument(
         "--connections",
-        type=positive_int,
+        type=COUNT,
         default=1,
         help="concurrent connections (default: %(default)s)",
     )
     parser.add_argument(
         "--bulk",
-        type=float,
+        type=Number(float, least=0),
         default=16.0,
         metavar="MB",
         help="MB pushed through each connection for throughput, 0 to skip "
@@ -79,7 +79,7 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=SECONDS,
         default=30.0,
         metavar="SECONDS",
         help="give up on a phase after this long (default: %(default)s)",

@@ -2,8 +2,10 @@
 
 stdin goes to the connector and the connector goes to stdout. End of file on
 stdin is passed on as a half-close (``send_eof``), and cat exits once the
-other side has finished too. Datagram URLs go line by line: one datagram per
-line of stdin, one line of stdout per datagram received.
+other side has finished too. A stream that cannot half-close (TLS) is read
+until the peer closes or ``--linger`` seconds pass without data, then
+closed. Datagram URLs go line by line: one datagram per line of stdin, one
+line of stdout per datagram received.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .._stream import Stream
 from .._url import URL
 from ._common import (
     EXIT_OK,
+    SECONDS_OR_0,
     StdinSource,
     StdoutSink,
     can_receive,
@@ -29,7 +32,7 @@ from ._common import (
     log,
     url_arg,
 )
-from ._streams import connect_reply, copy
+from ._streams import Linger, can_send_eof, connect_reply, copy
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -68,11 +71,12 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--linger",
-        type=float,
+        type=SECONDS_OR_0,
         default=1.0,
         metavar="SECONDS",
-        help="datagrams: after end of stdin, wait this long for more replies "
-        "(default: %(default)s)",
+        help="after end of stdin, wait until this long passes without replies, "
+        "then stop: for datagrams, and streams that cannot half-close such as "
+        "tls+tcp:// (default: %(default)s)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="log less")
     parser.set_defaults(run=run, interrupt_code=EXIT_OK)
@@ -88,7 +92,10 @@ async def run(args: argparse.Namespace) -> int:
         stack.push_async_callback(stdin.aclose)
         stack.push_async_callback(stdout.aclose)
         send_side, receive_side = await _open(args, stack)
-        await _pump(send_side, receive_side, stdin, stdout)
+        shared = args.reply is None
+        await _pump(
+            send_side, receive_side, stdin, stdout, shared=shared, linger=args.linger
+        )
     return EXIT_OK
 
 
@@ -144,16 +151,37 @@ async def _ready(stream: Stream) -> Stream:
 
 
 async def _pump(
-    send_side: Stream, receive_side: GetStream, stdin: StdinSource, stdout: StdoutSink
+    send_side: Stream,
+    receive_side: GetStream,
+    stdin: StdinSource,
+    stdout: StdoutSink,
+    *,
+    shared: bool,
+    linger: float,
 ) -> None:
+    """stdin to *send_side*, the receive side to stdout; *shared* says whether
+    both are the same stream."""
+    lingering = Linger(linger)
+
+    async def finish() -> None:
+        if can_send_eof(send_side):
+            await send_side.send_eof()
+        elif not shared:
+            await send_side.aclose()  # its own connection: closing it is the EOF
+        else:
+            lingering.start()  # TLS: the peer cannot be told, see Linger
+
     async with trio.open_nursery() as nursery:
 
         async def down() -> None:
             stream = await receive_side()
             if can_receive(stream):
-                await copy(stream.receive_some, stdout.write, trio.lowlevel.checkpoint)
+                with lingering.scope:
+                    while data := await stream.receive_some():
+                        await stdout.write(data)
+                        lingering.touch()
                 nursery.cancel_scope.cancel()  # the peer has finished: so do we
 
         if can_send(send_side):
-            nursery.start_soon(copy, stdin.read, send_side.send_all, send_side.send_eof)
+            nursery.start_soon(copy, stdin.read, send_side.send_all, finish)
         nursery.start_soon(down)

@@ -24,7 +24,18 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._url import URL
-from ._common import EXIT_FAILURE, EXIT_OK, US, UsageError, describe, leaves, log
+from ._common import (
+    COUNT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    SECONDS,
+    US,
+    Number,
+    UsageError,
+    describe,
+    leaves,
+    log,
+)
 from ._demo_datagrams import demo_cases
 from ._demo_streams import Measures, fifo_case, self_pipe_case, socket_case
 
@@ -32,6 +43,8 @@ if TYPE_CHECKING:
     from ._common import Subparsers
 
 Run = Callable[[Measures], Awaitable[None]]
+# The bulk's checksum is computed before a case starts, outside its timeout.
+MAX_BULK_MB = 1000
 
 
 @dataclasses.dataclass
@@ -69,21 +82,21 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--bulk",
-        type=float,
+        type=Number(float, above=0, most=MAX_BULK_MB),
         default=8.0,
         metavar="MB",
         help="MB sent through each stream (default: %(default)s)",
     )
     parser.add_argument(
         "--round-trips",
-        type=int,
+        type=COUNT,
         default=5000,
         metavar="N",
         help="small round trips per case (default: %(default)s)",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=SECONDS,
         default=15.0,
         metavar="SECONDS",
         help="fail a case that takes longer (default: %(default)s)",

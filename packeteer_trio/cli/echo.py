@@ -25,7 +25,7 @@ from ._common import (
     runtime_error,
     url_arg,
 )
-from ._streams import connect_reply, peer_name
+from ._streams import can_send_eof, connect_reply, peer_name
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -93,7 +93,8 @@ async def echo_stream(
                         break
                     total += len(data)
                     await reply.send_all(data)
-                await reply.send_eof()
+                if can_send_eof(reply):  # TLS cannot: closing says it
+                    await reply.send_eof()
             finally:
                 if reply is not None and reply is not stream:
                     await reply.aclose()

@@ -2,8 +2,10 @@
 
 Every connection accepted on the first URL gets its own connection to the
 second; bytes are copied both ways and an end of file on one side is passed
-on as a half-close to the other. Datagram URLs bridge datagrams: every sender
-on the first URL gets its own channel to the second, and replies go back.
+on as a half-close to the other; where the other side cannot half-close
+(TLS), the rest goes on until ``--linger`` seconds pass without data, then
+both close. Datagram URLs bridge datagrams: every sender on the first URL
+gets its own channel to the second, and replies go back.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from .._api import serve_listeners
 from .._stream import Stream
 from ._common import (
     EXIT_OK,
+    SECONDS,
+    SECONDS_OR_0,
     UsageError,
     can_receive,
     can_send,
@@ -30,7 +34,7 @@ from ._common import (
     url_arg,
 )
 from ._splice import splice_copy
-from ._streams import copy, peer_name
+from ._streams import Linger, can_send_eof, copy, peer_name
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -55,11 +59,20 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--idle",
-        type=float,
+        type=SECONDS,
         default=60.0,
         metavar="SECONDS",
         help="datagrams: forget a sender after this long without replies "
         "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--linger",
+        type=SECONDS_OR_0,
+        default=1.0,
+        metavar="SECONDS",
+        help="streams: when one side has ended and the other cannot be told "
+        "(tls+tcp:// cannot half-close), close both once this long passes "
+        "without data (default: %(default)s)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="don't log connections and errors"
@@ -100,13 +113,18 @@ async def relay_one(down: Stream, number: int, args: argparse.Namespace) -> None
     try:
         async with down:
             up = await connect(args.target)
-            async with up, trio.open_nursery() as nursery:
-                # A direction runs only if its reader can read and its writer
-                # can write (a FIFO end is one-way).
-                if can_receive(down) and can_send(up):
-                    nursery.start_soon(_copy, down, up, counts, "up")
-                if can_receive(up) and can_send(down):
-                    nursery.start_soon(_copy, up, down, counts, "down")
+            linger = Linger(args.linger)
+            # Both close outside the linger scope: a TLS stream closed while
+            # cancelled skips its close_notify, which its peer sees as broken.
+            async with up:
+                with linger.scope:
+                    async with trio.open_nursery() as nursery:
+                        # A direction runs only if its reader can read and its
+                        # writer can write (a FIFO end is one-way).
+                        if can_receive(down) and can_send(up):
+                            nursery.start_soon(_copy, down, up, counts, "up", linger)
+                        if can_receive(up) and can_send(down):
+                            nursery.start_soon(_copy, up, down, counts, "down", linger)
     except BaseException as exc:
         error = runtime_error(exc)
         if error is None:
@@ -125,18 +143,31 @@ async def relay_one(down: Stream, number: int, args: argparse.Namespace) -> None
 
 
 async def _copy(
-    source: Stream, sink: Stream, counts: dict[str, int], direction: str
+    source: Stream,
+    sink: Stream,
+    counts: dict[str, int],
+    direction: str,
+    linger: Linger,
 ) -> None:
     def count(size: int) -> None:
         counts[direction] += size
+        linger.touch()
 
-    # On Linux the kernel moves the bytes itself where both ends allow it.
+    # On Linux the kernel moves the bytes itself where both ends allow it
+    # (sockets and pipes, which can half-close).
     if await splice_copy(source, sink, count):
         return
 
     async def receive() -> bytes | bytearray:
         data = await source.receive_some()
         counts[direction] += len(data)
+        linger.touch()
         return data
 
-    await copy(receive, sink.send_all, sink.send_eof)
+    async def finish() -> None:
+        if can_send_eof(sink):
+            await sink.send_eof()
+        else:
+            linger.start()  # TLS: the sink's peer cannot be told, see Linger
+
+    await copy(receive, sink.send_all, finish)

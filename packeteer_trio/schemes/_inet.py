@@ -16,10 +16,17 @@ from collections.abc import Callable
 import anyio
 
 from .._errors import InvalidURL, with_url
+from .._sockinfo import sockaddr_host
 from .._url import URL
 
 SockAddr = tuple[object, ...]
 _HOSTNAME_RE = re.compile(r"[\w.-]+\Z")
+# A name whose last label is a number (or 0x…) is no DNS name (RFC 3696 §2:
+# no all-numeric top-level domain) but what resolvers take for an IPv4
+# literal in some spelling (256.0.0.1, 127.1, 0x7f.1, 2130706433): only the
+# plain dotted quad is accepted, the rest would mean different things to
+# different resolvers.
+_NUMERIC_LAST_LABEL_RE = re.compile(r"(?:.*\.)?(?:[0-9]+|0x[0-9a-f]*)\.?\Z")
 FAMILY_DIGIT: dict[int, str] = {socket.AF_INET: "4", socket.AF_INET6: "6"}
 
 
@@ -58,6 +65,16 @@ def make_validator(base: str) -> Callable[[URL, str], URL]:
                     f"{base}{FAMILY_DIGIT[found]}:// or {base}://"
                 )
             host = str(ipaddress.ip_address(host))  # canonical spelling
+        elif ":" in host:
+            raise InvalidURL(
+                f"{text!r}: [{host}] is not an IPv6 address (with an optional "
+                "zone such as %25eth0 after it)"
+            )
+        elif _NUMERIC_LAST_LABEL_RE.match(host):
+            raise InvalidURL(
+                f"{text!r}: {host!r} is not a valid IPv4 address (four numbers "
+                "0-255 without leading zeros, as 192.0.2.1) nor a host name"
+            )
         elif host and not _HOSTNAME_RE.match(host):
             raise InvalidURL(
                 f"{text!r}: {host!r} is neither an IP address nor a host name"
@@ -74,12 +91,8 @@ async def resolve(
     port = url.port or 0
     family = scheme_family(url.scheme)
     host = url.host
-    if host and literal_family(host) is not None:
-        found = literal_family(host)
-        assert found is not None
-        if found == socket.AF_INET6:
-            return [(found, (host, port, 0, 0))]
-        return [(found, (host, port))]
+    if host and (found := literal_family(host)) is not None:
+        return [(found, literal_sockaddr(url, found, host, port))]
     if not host and not passive:
         raise InvalidURL(f"{url}: a host is needed to connect")
     try:
@@ -104,6 +117,24 @@ async def resolve(
     return seen
 
 
+def literal_sockaddr(url: URL, family: int, host: str, port: int) -> SockAddr:
+    """The sockaddr of an IP literal; an IPv6 zone (``fe80::1%eth0``, or a
+    number) becomes the scope id, which the kernel needs for link-local
+    addresses (the socket module ignores a zone in the host string)."""
+    if family != socket.AF_INET6:
+        return (host, port)
+    address, _, zone = host.partition("%")
+    if not zone:
+        return (host, port, 0, 0)
+    if zone.isascii() and zone.isdigit():
+        return (address, port, 0, int(zone))
+    try:
+        return (address, port, 0, socket.if_nametoindex(zone))
+    except OSError as exc:
+        error = OSError(errno.ENODEV, f"no network interface {zone!r} (the zone)")
+        raise with_url(error, url, "resolving the IPv6 zone") from exc
+
+
 def interleave(addresses: list[tuple[int, SockAddr]]) -> list[tuple[int, SockAddr]]:
     """Alternate families, starting with the first one (RFC 8305 §4)."""
     first = addresses[0][0]
@@ -119,7 +150,7 @@ def interleave(addresses: list[tuple[int, SockAddr]]) -> list[tuple[int, SockAdd
 
 
 def url_for(scheme_base: str, family: int, sockaddr: SockAddr) -> URL:
-    host = str(sockaddr[0])
+    host = sockaddr_host(sockaddr)
     port = sockaddr[1]
     assert isinstance(port, int)
     return URL(scheme=scheme_base + FAMILY_DIGIT[family], host=host, port=port)

@@ -1,4 +1,5 @@
-"""What local:// and fifo:// share about files on disk: options and ``?nofollow``.
+"""What local:// and fifo:// share about files on disk: options, ``?nofollow``,
+and removing a file only if it is still the one they made.
 
 ``?mode=`` is an octal permission (``0600``, at most ``0777``); ``?nofollow``
 forbids symbolic links anywhere on the path: no directory on the way may be
@@ -12,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 import stat
 import sys
 
@@ -100,3 +102,71 @@ def refuse_symlinks(url: URL, path: str, *, final: bool) -> None:
                 errno.ELOOP,
                 f"{prefix} is a symbolic link and ?nofollow forbids following one",
             )
+
+
+FileIdentity = tuple[int, int, int]
+
+
+def identity(info: os.stat_result) -> FileIdentity:
+    """What names one file on disk: device, inode and file type.
+
+    The type is part of it because a freed inode number is soon reused: a
+    socket file removed by someone else may come back as a regular file
+    with the same ``(st_dev, st_ino)``.
+    """
+    return info.st_dev, info.st_ino, stat.S_IFMT(info.st_mode)
+
+
+def unlink_if_same(path: str, expected: FileIdentity) -> bool:
+    """Remove *path* if it is still the file *expected* names; say whether it was.
+
+    POSIX has no "unlink if this inode", and ``lstat`` then ``unlink`` removes
+    whatever was swapped in between the two calls. So a file that looks like
+    ours is first renamed to a private name in the same directory (rename is
+    atomic: what we then hold is exactly what was at *path*), checked there,
+    and only then removed. Anything else goes back with ``link()``, which never
+    replaces a file. What remains: for the few microseconds between the rename
+    and the ``link``, *path* does not exist; a file someone creates at *path*
+    in exactly that moment keeps it, and an OSError names the private name
+    the swapped-in file was left under.
+    """
+    try:
+        if identity(os.lstat(path)) != expected:
+            return False  # the usual case: nothing is touched
+    except FileNotFoundError:
+        return False
+    directory, name = os.path.split(path)
+    private = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.removing")
+    try:
+        os.rename(path, private)
+    except FileNotFoundError:
+        return False
+    if identity(os.lstat(private)) == expected:
+        os.unlink(private)
+        return True
+    _put_back(private, path)
+    return False
+
+
+def _put_back(private: str, path: str) -> None:
+    """Return a file we moved by mistake to *path*, never replacing another."""
+    try:
+        os.link(private, path, follow_symlinks=False)
+    except FileExistsError:
+        pass
+    except OSError:
+        # No hard link possible (a directory, a file system without them, a
+        # protected_hardlinks refusal): rename back unless something is there.
+        # Between the check and the rename the window is open again, but a
+        # directory is never lost that way (rename refuses a non-empty one).
+        if not os.path.lexists(path):
+            os.rename(private, path)
+            return
+    else:
+        os.unlink(private)
+        return
+    raise FileExistsError(
+        errno.EEXIST,
+        f"{path} was replaced while being removed, and another file took its "
+        f"place since; the file found there was left at {private}",
+    )

@@ -35,7 +35,16 @@ from .._endpoints import ListenerEndpoint, StreamEndpoint, WaitFd
 from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
-from ._paths import check_length, check_options, file_mode, nofollow, refuse_symlinks
+from ._paths import (
+    FileIdentity,
+    check_length,
+    check_options,
+    file_mode,
+    identity,
+    nofollow,
+    refuse_symlinks,
+    unlink_if_same,
+)
 
 # getattr: Windows has no O_NONBLOCK, and this module is imported there too.
 _NONBLOCK_CLOEXEC = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -92,12 +101,10 @@ def _open_fifo(url: URL, flags: int, action: str) -> tuple[int, os.stat_result]:
     return fd, info
 
 
-def _unlink_if_same(path: str, identity: tuple[int, int]) -> None:
-    """Remove *path* only if it is still the file of *identity* (dev, inode)."""
+def _unlink_if_same(path: str, made: FileIdentity) -> None:
+    """Remove *path* only if it is still the FIFO we made."""
     try:
-        now = os.lstat(path)
-        if (now.st_dev, now.st_ino) == identity:
-            os.unlink(path)
+        unlink_if_same(path, made)
     except OSError:
         pass
 
@@ -128,7 +135,7 @@ class FifoListenerEndpoint(ListenerEndpoint):
         self._in_session = False
         self._idle: anyio.Event | None = None
         fd, info = _open_fifo(url, _READ_FLAGS, "listen")
-        self._identity = (info.st_dev, info.st_ino)
+        self._identity = identity(info)
         if created and mode is not None and sys.platform != "win32":
             try:
                 os.fchmod(fd, mode)  # through the descriptor: no path to swap
@@ -160,7 +167,7 @@ class FifoListenerEndpoint(ListenerEndpoint):
             if exc.strerror and str(self.url) in exc.strerror:
                 raise
             raise with_url(exc, self.url, "accept") from exc
-        if (info.st_dev, info.st_ino) != self._identity:
+        if identity(info) != self._identity:
             os.close(fd)
             raise FileExistsError(
                 errno.EEXIST,
@@ -199,7 +206,7 @@ async def listen(url: URL, backlog: int | None) -> FifoListenerEndpoint:
     if sys.platform == "win32":  # pragma: no cover - never registered there
         raise NotImplementedError("fifo:// does not exist on Windows")
     mode = file_mode(url)
-    made: tuple[int, int] | None = None
+    made: FileIdentity | None = None
     try:
         refuse_symlinks(url, url.path, final=True)
         try:
@@ -207,7 +214,7 @@ async def listen(url: URL, backlog: int | None) -> FifoListenerEndpoint:
             # listener then sets *mode* exactly through its descriptor.
             os.mkfifo(url.path, 0o666 if mode is None else mode)
             info = os.lstat(url.path)
-            made = (info.st_dev, info.st_ino)
+            made = identity(info)
         except FileExistsError:
             _require_fifo(url, "listen")
         return FifoListenerEndpoint(url, made is not None, mode)

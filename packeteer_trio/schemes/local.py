@@ -35,7 +35,15 @@ from .._errors import InvalidURL, UnsupportedScheme, with_url
 from .._registry import Scheme, register
 from .._url import URL
 from ._inet import MAX_INTERRUPTS
-from ._paths import check_options, encoded, file_mode, refuse_symlinks
+from ._paths import (
+    check_options,
+    encoded,
+    file_mode,
+    identity,
+    refuse_symlinks,
+    unlink_if_same,
+)
+from ._unix_diag import is_bound_by, is_bound_here
 
 # sun_path is 108 bytes on Linux, 104 on the BSDs, and must keep a final NUL
 # for paths; abstract names use every byte (their leading NUL is one of them).
@@ -62,9 +70,25 @@ def is_abstract(url: URL) -> bool:
     return url.path.startswith("/\0")
 
 
+def is_padded(url: URL) -> bool:
+    """``?padded=1``: the abstract name fills sun_path with NULs, as packeteer's."""
+    return url.query.get("padded") == "1"
+
+
 def sockaddr(url: URL) -> str:
-    """The AF_UNIX address: the path, or the abstract name with its NUL."""
-    return url.path[1:] if is_abstract(url) else url.path
+    """The AF_UNIX address: the path, or the abstract name with its NUL.
+
+    An abstract name is exactly as long as written (as socat, systemd and
+    Python use them) unless ``?padded=1`` asks for packeteer's form: the
+    name NUL-padded to the whole of sun_path. The kernel tells the two apart
+    by length, so each side must use the other's spelling to meet.
+    """
+    if not is_abstract(url):
+        return url.path
+    name = url.path[1:]
+    if is_padded(url):
+        name += "\0" * (MAX_ABSTRACT_BYTES - len(encoded(name, str(url))))
+    return name
 
 
 def validate(url: URL, text: str) -> URL:
@@ -86,8 +110,16 @@ def validate(url: URL, text: str) -> URL:
                 f"{text!r}: the socket address is {size} bytes; this OS allows "
                 f"at most {limit}"
             )
-        if "\0" in url.path[2:]:
+        if "\0" in url.path and not is_abstract(url):
             raise InvalidURL(f"{text!r}: NUL is allowed only to start an abstract name")
+    padded = url.query.get("padded")
+    if padded is not None:
+        if padded not in ("0", "1"):
+            raise InvalidURL(f"{text!r}: padded={padded!r} is not a boolean")
+        if padded == "1" and not is_abstract(url):
+            raise InvalidURL(
+                f"{text!r}: padded=1 applies only to abstract names (local:///%00name)"
+            )
     check_options(url, text)
     return url
 
@@ -160,7 +192,8 @@ async def connect(url: URL) -> StreamEndpoint:
 
 
 def _stream_url(url: URL) -> URL:
-    return url.replace(query={}, fragment="")
+    # ?padded is part of the address; every other option was about opening.
+    return url.replace(query={"padded": "1"} if is_padded(url) else {}, fragment="")
 
 
 def clear_stale_socket(url: URL, kind: int) -> None:
@@ -168,6 +201,10 @@ def clear_stale_socket(url: URL, kind: int) -> None:
 
     Only a socket file that nobody answers on is removed. Anything else at the
     path (regular file, directory, symlink, a live socket) stays untouched.
+    A live server is recognised without contacting it where the OS can tell
+    (Linux, a server in this network namespace: see :mod:`._unix_diag`);
+    otherwise a ``connect()`` probe decides, which a live server sees as an
+    empty connection.
     """
     path = url.path
     try:
@@ -189,20 +226,36 @@ def clear_stale_socket(url: URL, kind: int) -> None:
             f"{url}: listen failed: {path} exists and is {kind_name}, not a stale "
             "socket; refusing to replace it",
         )
+    in_use = OSError(
+        errno.EADDRINUSE, f"{url}: listen failed: a running server owns {path}"
+    )
+    if is_bound_here(info):
+        raise in_use
+    if not _refuses_connections(path, kind):
+        raise in_use
+    # Stale. Remove exactly the socket file we examined, not whatever may
+    # have been swapped in since.
+    if not unlink_if_same(path, identity(info)):
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{url}: listen failed: {path} changed while it was being checked; "
+            "refusing to replace it",
+        )
+
+
+def _refuses_connections(path: str, kind: int) -> bool:
+    """Probe: does connecting to the socket file at *path* get refused?"""
     probe = socket.socket(AF_UNIX, kind)
     try:
         probe.setblocking(False)
         probe.connect(path)
     except ConnectionRefusedError:
-        os.unlink(path)  # stale: its server is gone
-        return
+        return True  # stale: its server is gone
     except OSError:
         pass  # EAGAIN (busy backlog), EPROTOTYPE (other kind): someone is there
     finally:
         probe.close()
-    raise OSError(
-        errno.EADDRINUSE, f"{url}: listen failed: a running server owns {path}"
-    )
+    return False
 
 
 def bind(url: URL, sock: socket.socket) -> Callable[[], None] | None:
@@ -227,17 +280,20 @@ def bind(url: URL, sock: socket.socket) -> Callable[[], None] | None:
     # lstat, not stat: if the path were swapped for a symlink meanwhile, this
     # names the link, and close() removes at most the link, never its target.
     made = os.lstat(address)
-    is_ours = stat.S_ISSOCK(made.st_mode)
+    # Where the OS can tell, make sure the file is our socket's: what lstat
+    # found may have been swapped in since bind().
+    is_ours = stat.S_ISSOCK(made.st_mode) and is_bound_by(sock, made) is not False
     if mode is not None and is_ours and stat.S_IMODE(made.st_mode) != mode:
         # Only where a default ACL overrode the umask. Never through a
         # symlink: lstat just saw our socket there.
         os.chmod(address, mode)
+    if not is_ours:
+        return None
+    ours = identity(made)
 
     def remove_if_ours() -> None:
         try:
-            now = os.lstat(address)
-            if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
-                os.unlink(address)
+            unlink_if_same(address, ours)
         except OSError:
             pass
 

@@ -11,14 +11,14 @@ import errno
 import socket
 import sys
 
-from .._endpoints import SocketListenerEndpoint, StreamEndpoint
+from .._endpoints import MAX_BACKLOG, SocketListenerEndpoint, StreamEndpoint
 from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
 from . import _inet
 
 # Like trio: ask for the largest backlog and let the kernel cap it.
-DEFAULT_BACKLOG = 0xFFFF
+DEFAULT_BACKLOG = MAX_BACKLOG
 
 
 # Linux's value; Python only names the constant since 3.12 on some builds.
@@ -53,21 +53,44 @@ async def connect(url: URL) -> StreamEndpoint:
 def _bind_all(
     url: URL, addresses: list[tuple[int, _inet.SockAddr]], backlog: int
 ) -> list[socket.socket]:
-    """Bind and listen on every address; with port 0, give all the same port."""
+    """Bind and listen on every address; with port 0, give all the same port.
+
+    A family this host lacks (EAFNOSUPPORT: IPv6 disabled, say) is skipped,
+    as trio does, as long as another one works.
+    """
     socks: list[socket.socket] = []
+    unsupported: OSError | None = None
     port = url.port or 0
     try:
         for family, sockaddr in addresses:
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:
+                if exc.errno != errno.EAFNOSUPPORT:
+                    raise
+                unsupported = exc
+                continue
             socks.append(sock)
             sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if sys.platform != "win32":
+                # Rebind at once after a restart (TIME_WAIT). On Windows the
+                # option means something else: it lets another socket bind
+                # the same port while we listen (trio leaves it off there too;
+                # Windows rebinds after TIME_WAIT by default).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 # One socket per family, as trio does: no v4-mapped surprises.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((sockaddr[0], port, *sockaddr[2:]))
             sock.listen(backlog)
             port = sock.getsockname()[1]
+        if not socks:
+            assert unsupported is not None
+            raise OSError(
+                errno.EAFNOSUPPORT,
+                "this host supports none of the address families to "
+                f"listen on ({unsupported.strerror})",
+            )
     except BaseException:
         for sock in socks:
             sock.close()
@@ -77,7 +100,7 @@ def _bind_all(
 
 async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
     addresses = await _inet.resolve(url, socket.SOCK_STREAM, passive=True)
-    backlog = DEFAULT_BACKLOG if backlog is None else backlog
+    backlog = DEFAULT_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG)
     for attempt in range(10):
         try:
             socks = _bind_all(url, addresses, backlog)

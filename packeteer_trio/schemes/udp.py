@@ -73,9 +73,7 @@ def _addressing(
                 f"address from an IPv{digit} socket; open the socket with "
                 f"udp{_inet.FAMILY_DIGIT[found]}://"
             )
-        if family == socket.AF_INET6:
-            return (dest.host, dest.port, 0, 0)
-        return (dest.host, dest.port)
+        return _inet.literal_sockaddr(dest, family, dest.host, dest.port)
 
     async def resolve(dest: URL) -> SockAddr:
         found = lookup(dest)  # same checks as for literals
