@@ -22,12 +22,13 @@ import errno
 import socket
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ._endpoints import PEER, DatagramEndpoint, SockAddr
+from ._endpoints import LOGGER, PEER, DatagramEndpoint, SockAddr
 from ._errors import InvalidURL, with_url
-from ._fdio import FaceHooks
+from ._fdio import FIRST_PAUSE, MAX_PAUSE, SHORT_OF_MEMORY, FaceHooks
 from ._io import SocketAccess
 from ._registry import Scheme, lookup
 from ._sockinfo import url_from_sockaddr
@@ -40,6 +41,13 @@ Data = bytes | bytearray | memoryview
 # full buffer (max_size + 1 bytes) is all we learn.
 TRUNC = socket.MSG_TRUNC if sys.platform.startswith("linux") else 0
 _CACHE_LIMIT = 1024
+# A send the kernel refuses for lack of memory (ENOBUFS, ENOMEM) is retried
+# after 1, 2, 4 … 32 ms: at most 63 ms per call (send_to, send, send_many),
+# so a server's replies stall briefly instead of the server dying. Past that
+# the datagram is dropped, as a congested network would drop it, and logged
+# (WARNING, at most once a second per socket). Receiving only waits longer.
+SEND_RETRIES = 6
+_DROP_LOG_INTERVAL = 1.0
 _local = threading.local()  # one receive buffer per thread: no await in between
 
 
@@ -103,6 +111,8 @@ class DatagramCore(SocketAccess, FaceHooks):
         self._by_id: dict[int, tuple[object, SockAddr]] = {}
         self._by_value: dict[object, SockAddr] = {}
         self._senders: dict[object, URL] = {}
+        self._dropped = 0  # datagrams dropped since the last warning
+        self._drop_logged = -_DROP_LOG_INTERVAL
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -135,6 +145,50 @@ class DatagramCore(SocketAccess, FaceHooks):
             pause = 0.0
         await self._wait_closable(self._wait_writable, fd)
         return pause
+
+    async def _retry_send(
+        self, exc: OSError, tries: int, action: str, data: Data
+    ) -> bool:
+        """After a failed send (*tries* retries so far in this call): True to
+        retry after a pause (ENOBUFS, ENOMEM), False once the datagram is
+        dropped for good; other errors are raised, naming the URL."""
+        if exc.errno not in SHORT_OF_MEMORY or self._closed:
+            raise self._error(exc, action, data) from exc
+        if tries >= SEND_RETRIES:
+            self._drop(exc, action)
+            return False
+        await self._sleep(FIRST_PAUSE * 2**tries)
+        if self._closed:  # closed while we slept: the fd number is not ours
+            raise self._closed_error()
+        return True
+
+    def _drop(self, exc: OSError, action: str) -> None:
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._drop_logged >= _DROP_LOG_INTERVAL:
+            LOGGER.warning(
+                "%s: dropped %d datagram(s) since the last report; the last: "
+                "%s failed with %s %d times in a row",
+                self.url,
+                self._dropped,
+                action,
+                exc.strerror,
+                SEND_RETRIES + 1,
+            )
+            self._dropped, self._drop_logged = 0, now
+
+    async def _receive_pause(
+        self, exc: OSError, pause: float, action: str, size: int
+    ) -> float:
+        """A receive (of at most *size* bytes) that failed with ENOMEM/ENOBUFS
+        took nothing: sleep *pause* and return the next one; other errors are
+        raised, naming the URL."""
+        if exc.errno not in SHORT_OF_MEMORY or self._closed:
+            raise self._error(exc, action, size=size) from exc
+        await self._sleep(pause)
+        if self._closed:
+            raise self._closed_error()
+        return min(pause * 2, MAX_PAUSE)
 
     def _error(
         self,
@@ -239,7 +293,7 @@ class BoundDatagramIO(DatagramCore):
                 sock, fd = self._send_sock, self._send_fd
             else:
                 sock, fd = self._sock, self._fd
-            waited, pause = False, 0.0
+            waited, pause, tries = False, 0.0, 0
             while True:
                 try:
                     if target is PEER:
@@ -251,7 +305,11 @@ class BoundDatagramIO(DatagramCore):
                     pause = await self._wait_room(fd, pause, waited)
                     waited = True
                 except OSError as exc:
-                    raise self._error(exc, f"send_to {address}", data) from exc
+                    action = f"send_to {address}"
+                    if not await self._retry_send(exc, tries, action, data):
+                        break
+                    tries += 1
+                    waited = True
             if not waited:
                 await self._cancel_shielded_checkpoint()
 
@@ -260,7 +318,9 @@ class BoundDatagramIO(DatagramCore):
 
         Waits only while the socket buffer is full. If it raises (or is
         cancelled while waiting for room), the datagrams before the failing
-        one have been sent and the rest have not.
+        one have been sent and the rest have not. A datagram the kernel has
+        no memory for (ENOBUFS, ENOMEM) even after the retries is dropped,
+        not raised: see SEND_RETRIES.
         """
         with self._send_conflict:
             await self._checkpoint_if_cancelled()
@@ -281,7 +341,7 @@ class BoundDatagramIO(DatagramCore):
                 self._send_sock,
                 self._send_fd,
             )
-            waited, pause = False, 0.0
+            waited, pause, tries = False, 0.0, 0
             for data, address, target in batch:
                 again = False  # back off only on repeated EAGAIN for one datagram
                 while True:
@@ -296,7 +356,11 @@ class BoundDatagramIO(DatagramCore):
                         pause = await self._wait_room(wait_fd, pause, again)
                         again = waited = True
                     except OSError as exc:
-                        raise self._error(exc, f"send_many to {address}", data) from exc
+                        action = f"send_many to {address}"
+                        if not await self._retry_send(exc, tries, action, data):
+                            break  # dropped: on to the next one
+                        tries += 1  # one budget for the whole batch
+                        waited = True
             if not waited:
                 await self._cancel_shielded_checkpoint()
 
@@ -310,7 +374,7 @@ class BoundDatagramIO(DatagramCore):
             if self._pending is not None:
                 error, self._pending = self._pending, None
                 raise error
-            waited = False
+            waited, pause = False, FIRST_PAUSE
             while True:
                 try:
                     # As in receive_many: an oversized datagram comes back at
@@ -321,7 +385,8 @@ class BoundDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    raise self._error(exc, "receive_from", size=size) from exc
+                    pause = await self._receive_pause(exc, pause, "receive_from", size)
+                    waited = True
             sender = self._senders.get(address) or self._new_sender(address)
             if not waited:
                 await self._cancel_shielded_checkpoint()
@@ -354,7 +419,7 @@ class BoundDatagramIO(DatagramCore):
             # bytes object of its real length whose tail is garbage: only its
             # length is used, to report it.
             recvfrom, senders, limit = self._sock.recvfrom, self._senders, size + 1
-            waited = False
+            waited, pause = False, FIRST_PAUSE
             while True:
                 try:
                     data, address = recvfrom(limit, TRUNC)
@@ -363,7 +428,8 @@ class BoundDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    raise self._error(exc, "receive_many", size=size) from exc
+                    pause = await self._receive_pause(exc, pause, "receive_many", size)
+                    waited = True
             # From here on no await until the end: nothing taken can be lost.
             result: list[tuple[bytes, URL]] = []
             append = result.append
@@ -381,7 +447,8 @@ class BoundDatagramIO(DatagramCore):
                 except BlockingIOError:
                     break
                 except OSError as exc:
-                    failure = self._error(exc, "receive_many", size=size)
+                    if exc.errno not in SHORT_OF_MEMORY:  # that one can wait
+                        failure = self._error(exc, "receive_many", size=size)
                     break
             if not waited:
                 await self._cancel_shielded_checkpoint()
@@ -400,7 +467,7 @@ class ConnectedDatagramIO(DatagramCore):
             await self._checkpoint_if_cancelled()
             if self._closed:
                 raise self._closed_error()
-            waited, pause = False, 0.0
+            waited, pause, tries = False, 0.0, 0
             while True:
                 try:
                     self._send_sock.send(value)
@@ -409,7 +476,10 @@ class ConnectedDatagramIO(DatagramCore):
                     pause = await self._wait_room(self._send_fd, pause, waited)
                     waited = True
                 except OSError as exc:
-                    raise self._error(exc, "send", value) from exc
+                    if not await self._retry_send(exc, tries, "send", value):
+                        break
+                    tries += 1
+                    waited = True
             if not waited:
                 await self._cancel_shielded_checkpoint()
 
@@ -422,7 +492,7 @@ class ConnectedDatagramIO(DatagramCore):
             if self._closed:
                 raise self._closed_error()
             view = receive_buffer(size)
-            waited = False
+            waited, pause = False, FIRST_PAUSE
             while True:
                 try:
                     count = self._sock.recv_into(view, size + 1, TRUNC)
@@ -431,7 +501,8 @@ class ConnectedDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    raise self._error(exc, "receive", size=size) from exc
+                    pause = await self._receive_pause(exc, pause, "receive", size)
+                    waited = True
             data = bytes(view[: min(count, size)])  # before any await: shared buffer
             if not waited:
                 await self._cancel_shielded_checkpoint()

@@ -47,6 +47,13 @@ def max_bytes_or_default(max_bytes: int | None) -> int:
 WaitFd = Callable[[int], Awaitable[None]]
 Checkpoint = Callable[[], Awaitable[None]]
 
+# A send or receive the kernel refused for lack of memory did nothing, and
+# memory comes back: like a blocking call, which would sleep in the kernel
+# until then, the loops pause (1 ms, doubling up to 100 ms) and try again.
+SHORT_OF_MEMORY = frozenset({errno.ENOMEM, errno.ENOBUFS})
+FIRST_PAUSE = 0.001
+MAX_PAUSE = 0.1
+
 
 @dataclasses.dataclass(frozen=True)
 class Waits:
@@ -100,6 +107,16 @@ class FaceHooks:
     def _broken(self, exc: OSError) -> Exception:  # pragma: no cover
         raise NotImplementedError
 
+    async def _pause_for_memory(self, exc: OSError, pause: float) -> float:
+        """After ENOMEM/ENOBUFS, sleep *pause* and return the next one; any
+        other error is raised as the face's broken (or closed) error."""
+        if exc.errno not in SHORT_OF_MEMORY or self._closed:
+            raise self._broken(exc) from exc
+        await self._sleep(pause)
+        if self._closed:  # closed while we slept: the fd number is not ours
+            raise self._closed_error()
+        return min(pause * 2, MAX_PAUSE)
+
     def _run_on_close(self) -> None:
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
@@ -127,7 +144,9 @@ class SocketIO(SocketAccess, FaceHooks):
             except BlockingIOError:
                 sent = 0
             except OSError as exc:
-                raise self._broken(exc) from exc
+                if exc.errno not in SHORT_OF_MEMORY:
+                    raise self._broken(exc) from exc
+                sent = 0  # the slow path pauses and retries
             if sent < len(data):
                 await self._send_rest(data, sent)
             else:
@@ -137,7 +156,7 @@ class SocketIO(SocketAccess, FaceHooks):
         # The slow path: the socket buffer is full. Waiting for writability is
         # the schedule point, so this always yields at least once.
         with memoryview(data) as view:
-            total = len(view)
+            total, pause = len(view), FIRST_PAUSE
             while True:
                 await self._wait_writable(self._fd)
                 try:
@@ -145,7 +164,8 @@ class SocketIO(SocketAccess, FaceHooks):
                 except BlockingIOError:
                     continue
                 except OSError as exc:
-                    raise self._broken(exc) from exc
+                    pause = await self._pause_for_memory(exc, pause)
+                    continue
                 if sent >= total:
                     return
 
@@ -175,7 +195,7 @@ class SocketIO(SocketAccess, FaceHooks):
             size = max_bytes_or_default(max_bytes)
             if self._closed:
                 raise self._closed_error()
-            waited = False
+            waited, pause = False, FIRST_PAUSE
             while True:
                 try:
                     data = self._sock.recv(size)
@@ -184,7 +204,8 @@ class SocketIO(SocketAccess, FaceHooks):
                     await self._wait_readable(self._fd)
                     waited = True
                 except OSError as exc:
-                    raise self._broken(exc) from exc
+                    pause = await self._pause_for_memory(exc, pause)
+                    waited = True
             if not waited:
                 await self._cancel_shielded_checkpoint()
             return data
@@ -195,7 +216,7 @@ class SocketIO(SocketAccess, FaceHooks):
             await self._checkpoint_if_cancelled()
             if self._closed:
                 raise self._closed_error()
-            waited = False
+            waited, pause = False, FIRST_PAUSE
             while True:
                 try:
                     count = self._sock.recv_into(buffer)
@@ -204,7 +225,8 @@ class SocketIO(SocketAccess, FaceHooks):
                     await self._wait_readable(self._fd)
                     waited = True
                 except OSError as exc:
-                    raise self._broken(exc) from exc
+                    pause = await self._pause_for_memory(exc, pause)
+                    waited = True
             if not waited:
                 await self._cancel_shielded_checkpoint()
             return count
@@ -255,7 +277,9 @@ class PipeIO(FaceHooks):
             except BlockingIOError:
                 sent = 0
             except OSError as exc:
-                raise self._broken(exc) from exc
+                if exc.errno not in SHORT_OF_MEMORY:
+                    raise self._broken(exc) from exc
+                sent = 0  # the slow path pauses and retries
             if sent < len(data):
                 await self._send_rest(writer, data, sent)
             else:
@@ -263,7 +287,7 @@ class PipeIO(FaceHooks):
 
     async def _send_rest(self, writer: FdHolder, data: Data, sent: int) -> None:
         with memoryview(data) as view:
-            total = len(view)
+            total, pause = len(view), FIRST_PAUSE
             while True:
                 await self._wait_writable(writer.fd)
                 try:
@@ -271,7 +295,8 @@ class PipeIO(FaceHooks):
                 except BlockingIOError:
                     continue
                 except OSError as exc:
-                    raise self._broken(exc) from exc
+                    pause = await self._pause_for_memory(exc, pause)
+                    continue
                 if sent >= total:
                     break
         # The pipe is full again now: let the reader drain it before our next
@@ -302,7 +327,7 @@ class PipeIO(FaceHooks):
             reader = self._reader
             if reader is None or reader.closed:
                 raise self._one_way_error("receiving")
-            fd, waited, saw_zero = reader.fd, False, False
+            fd, waited, saw_zero, pause = reader.fd, False, False, FIRST_PAUSE
             while True:
                 try:
                     data = os.read(fd, size)
@@ -311,7 +336,9 @@ class PipeIO(FaceHooks):
                     waited = True
                     continue
                 except OSError as exc:
-                    raise self._broken(exc) from exc
+                    pause = await self._pause_for_memory(exc, pause)
+                    waited = True
+                    continue
                 if not data and self._eof_needs_hangup and not saw_zero:
                     # A FIFO reads 0 bytes while no writer has the FIFO open,
                     # including before the first one arrives. It only polls as

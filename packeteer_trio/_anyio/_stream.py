@@ -26,7 +26,7 @@ import anyio.abc
 
 from .._endpoints import StreamEndpoint
 from .._errors import PacketeerError
-from .._fdio import FaceHooks, PipeIO, SocketIO
+from .._fdio import FIRST_PAUSE, FaceHooks, PipeIO, SocketIO
 from .._io import ConflictDetector
 from .._url import URL
 from ._backend import Backend, PacketeerAttribute, current_backend
@@ -113,15 +113,16 @@ class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
             if self._closed or self._did_shutdown:
                 raise self._closed_error()
             with memoryview(message) as view:
-                sent = 0
+                sent, pause = 0, FIRST_PAUSE
                 while sent < len(view):
                     try:
                         sent += self._sock.sendmsg([view[sent:]], ancdata)
                     except BlockingIOError:
                         await self._wait_writable(self._fd)
                         continue
-                    except OSError as exc:
-                        raise self._broken(exc) from exc
+                    except OSError as exc:  # ENOMEM, ENOBUFS: pause and retry
+                        pause = await self._pause_for_memory(exc, pause)
+                        continue
                     ancdata = []  # the descriptors went with the first write
 
     async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
@@ -136,6 +137,7 @@ class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
             await self._checkpoint()
             if self._closed:
                 raise self._closed_error()
+            pause = FIRST_PAUSE
             while True:
                 try:
                     message, ancdata, _, _ = self._sock.recvmsg(
@@ -144,8 +146,8 @@ class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
                     break
                 except BlockingIOError:
                     await self._wait_readable(self._fd)
-                except OSError as exc:
-                    raise self._broken(exc) from exc
+                except OSError as exc:  # ENOMEM, ENOBUFS: pause and retry
+                    pause = await self._pause_for_memory(exc, pause)
         if not message and not ancdata:
             raise anyio.EndOfStream
         for level, kind, data in ancdata:

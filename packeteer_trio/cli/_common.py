@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import signal
@@ -189,12 +190,36 @@ def runtime_error(exc: BaseException) -> BaseException | None:
     return None
 
 
+class _OneLine(logging.Formatter):
+    """The package's log records as one line each: the message, never the
+    traceback that came with it (``accept failed …`` names the errno)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self._prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._prefix + " ".join(record.getMessage().split())
+
+
+def log_one_line(prog: str) -> None:
+    """Send the ``packeteer_trio`` logger (INFO and up) to stderr, one line
+    per record (without a handler, logging's last resort prints tracebacks)."""
+    logger = logging.getLogger("packeteer_trio")
+    if not any(isinstance(h.formatter, _OneLine) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLine(f"{prog}: "))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def run(command: Command, args: argparse.Namespace, prog: str) -> int:
     """Run an async subcommand under trio and turn its outcome into an exit code.
 
     SIGINT/SIGTERM cancel the command cleanly (no traceback); servers then
     exit 0 (``args.interrupt_code``), one-shot commands 130.
     """
+    log_one_line(prog)
     try:
         return trio.run(_interruptible, command, args)
     except KeyboardInterrupt:  # before our signal handler was installed

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import trio
 from trio.lowlevel import checkpoint, wait_readable, wait_writable
 
+from .._fdio import FIRST_PAUSE
 from .._stream import PipeStream, SocketStream, Stream
 
 # The pipe between the two: 256 KiB where the kernel allows (F_SETPIPE_SZ;
@@ -70,7 +71,7 @@ async def splice_copy(
         return False
     in_fd, out_fd = fds
     flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
-    moved = False
+    moved, pause = False, FIRST_PAUSE
     unyielded = 0  # bytes moved since this task last let others run
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -89,7 +90,9 @@ async def splice_copy(
             except OSError as exc:
                 if not moved and exc.errno in _CANNOT_SPLICE:
                     return False
-                raise source._broken(exc) from exc
+                # ENOMEM: the kernel is short of memory: pause, try again.
+                pause = await source._pause_for_memory(exc, pause)
+                continue
             if not pending:
                 break
             moved = True
@@ -101,7 +104,8 @@ async def splice_copy(
                     unyielded = 0
                     continue
                 except OSError as exc:
-                    raise sink._broken(exc) from exc
+                    pause = await sink._pause_for_memory(exc, pause)
+                    continue
                 pending -= sent
                 unyielded += sent
                 count(sent)

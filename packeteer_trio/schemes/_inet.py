@@ -156,18 +156,46 @@ def url_for(scheme_base: str, family: int, sockaddr: SockAddr) -> URL:
     return URL(scheme=scheme_base + FAMILY_DIGIT[family], host=host, port=port)
 
 
+# Consecutive EINTRs from connect() after which we give up: one means a
+# signal landed, a storm of them means something is badly wrong.
+MAX_INTERRUPTS = 16
+
+
 async def connect_socket(sock: socket.socket, sockaddr: SockAddr) -> None:
-    """Non-blocking connect: start it, wait for writability, read SO_ERROR."""
+    """Non-blocking connect: start it, wait for writability, read SO_ERROR.
+
+    An interrupted connect() (EINTR) is waited for like EINPROGRESS: POSIX
+    says the connection goes on asynchronously. Whether it really started
+    (a signal may land before it did) only connect() can tell, so after the
+    wait we ask it again: EISCONN means done, EALREADY still going, and
+    EINPROGRESS that it starts only now. EAGAIN is no "in progress" here:
+    Linux says so when it has no free local port, and nothing was started.
+    """
     sock.setblocking(False)
-    try:
-        sock.connect(sockaddr)
-        return
-    except BlockingIOError:
-        pass
-    await anyio.wait_writable(sock)
-    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if error:
-        raise OSError(error, os.strerror(error))
+    interrupted = 0
+    while True:
+        try:
+            sock.connect(sockaddr)
+            return
+        except InterruptedError:
+            interrupted += 1
+            if interrupted > MAX_INTERRUPTS:
+                raise
+        except BlockingIOError as exc:
+            if exc.errno == errno.EAGAIN:
+                raise OSError(
+                    errno.EAGAIN, f"{exc.strerror} (no connection was started)"
+                ) from None
+        except OSError as exc:
+            if interrupted and exc.errno == errno.EISCONN:
+                return  # the interrupted attempt completed meanwhile
+            raise
+        await anyio.wait_writable(sock)
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
+        if not interrupted:
+            return
 
 
 async def happy_eyeballs(
@@ -194,7 +222,12 @@ async def happy_eyeballs(
                 await previous_failed.wait()
         family, sockaddr = addresses[index]
         failed = events[index]
-        sock = socket.socket(family, kind)
+        try:
+            sock = socket.socket(family, kind)
+        except OSError as exc:  # EMFILE, ENOBUFS …: this attempt failed
+            errors.append(exc)
+            failed.set()
+            return
         try:
             await connect_socket(sock, sockaddr)
         except OSError as exc:

@@ -141,9 +141,13 @@ def unlink_if_same(path: str, expected: FileIdentity) -> bool:
         os.rename(path, private)
     except FileNotFoundError:
         return False
-    if identity(os.lstat(private)) == expected:
-        os.unlink(private)
-        return True
+    try:
+        if identity(os.lstat(private)) == expected:
+            os.unlink(private)
+            return True
+    except OSError:
+        _put_back(private, path)  # as found: a failed removal hides nothing
+        raise
     _put_back(private, path)
     return False
 

@@ -15,7 +15,7 @@ import os
 import sys
 
 from .._endpoints import StreamEndpoint
-from .._errors import InvalidURL
+from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
 
@@ -29,7 +29,10 @@ def validate(url: URL, text: str) -> URL:
 async def connect(url: URL) -> StreamEndpoint:
     if sys.platform == "win32":  # pragma: no cover - it registers pipe.connect_anon
         raise NotImplementedError("anon.connect is the POSIX implementation")
-    read_fd, write_fd = os.pipe()
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError as exc:  # EMFILE, ENFILE: name the URL
+        raise with_url(exc, url, "connect") from exc
     for fd in (read_fd, write_fd):
         os.set_blocking(fd, False)
     return StreamEndpoint(url=url, read_fd=read_fd, write_fd=write_fd)

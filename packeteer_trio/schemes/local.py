@@ -34,6 +34,7 @@ from .._endpoints import (
 from .._errors import InvalidURL, UnsupportedScheme, with_url
 from .._registry import Scheme, register
 from .._url import URL
+from ._inet import MAX_INTERRUPTS
 from ._paths import (
     check_options,
     encoded,
@@ -128,10 +129,12 @@ async def connect_unix(sock: socket.socket, address: str) -> None:
 
     Linux answers EAGAIN (not EINPROGRESS) when the listener's backlog is
     full, and the connection was then *not* made: retry it, briefly backing
-    off, instead of waiting for writability as for TCP.
+    off, instead of waiting for writability as for TCP. An AF_UNIX connect
+    completes or fails within the call, so EINTR too means "not made": retry
+    at once (EISCONN then would mean it was made after all).
     """
     sock.setblocking(False)
-    pause = 0.001
+    pause, interrupted = 0.001, 0
     while True:
         try:
             sock.connect(address)
@@ -139,18 +142,42 @@ async def connect_unix(sock: socket.socket, address: str) -> None:
         except BlockingIOError:
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.05)
+        except InterruptedError:
+            interrupted += 1
+            if interrupted > MAX_INTERRUPTS:
+                raise
+        except OSError as exc:
+            if interrupted and exc.errno == errno.EISCONN:
+                return
+            raise
+
+
+def _socket(url: URL, kind: int, action: str) -> socket.socket:
+    """A new AF_UNIX socket; if the system has none to give (EMFILE, ENOBUFS
+    …), the error names the URL."""
+    try:
+        return socket.socket(AF_UNIX, kind)
+    except OSError as exc:
+        raise with_url(exc, url, action) from exc
+
+
+def _socketpair(url: URL, kind: int) -> tuple[socket.socket, socket.socket]:
+    try:
+        return socket.socketpair(AF_UNIX, kind)
+    except OSError as exc:
+        raise with_url(exc, url, "connect") from exc
 
 
 async def connect(url: URL) -> StreamEndpoint:
     if not url.path:
         # An unnamed pair: what is written on one end is read from the other.
-        write_end, read_end = socket.socketpair(AF_UNIX, socket.SOCK_STREAM)
+        write_end, read_end = _socketpair(url, socket.SOCK_STREAM)
         for end in (write_end, read_end):
             end.setblocking(False)
         return StreamEndpoint(
             url=url, write_fd=write_end.detach(), read_fd=read_end.detach()
         )
-    sock = socket.socket(AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket(url, socket.SOCK_STREAM, "connect")
     try:
         if not is_abstract(url):
             refuse_symlinks(url, url.path, final=True)
@@ -279,7 +306,7 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
             f"{url}: an unnamed local:// has no address to listen on; give a path "
             "(local:///tmp/x.sock) or an abstract name (local:///%00name)"
         )
-    sock = socket.socket(AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket(url, socket.SOCK_STREAM, "listen")
     try:
         sock.setblocking(False)
         cleanup = bind(url, sock)
@@ -332,7 +359,7 @@ def _lookup_for(own: URL, pair: bool) -> Callable[[URL], SockAddr]:
 
 def _datagram_pair(url: URL) -> DatagramEndpoint:
     """An unnamed pair: receive on one end what is sent through the other."""
-    receive_end, send_end = socket.socketpair(AF_UNIX, socket.SOCK_DGRAM)
+    receive_end, send_end = _socketpair(url, socket.SOCK_DGRAM)
     for end in (receive_end, send_end):
         end.setblocking(False)
     own = _datagram_url(url)
@@ -347,7 +374,7 @@ def _datagram_pair(url: URL) -> DatagramEndpoint:
 def _bound_datagram_socket(
     url: URL, action: str
 ) -> tuple[socket.socket, Callable[[], None] | None]:
-    sock = socket.socket(AF_UNIX, socket.SOCK_DGRAM)
+    sock = _socket(url, socket.SOCK_DGRAM, action)
     try:
         sock.setblocking(False)
         cleanup = bind(url, sock)
@@ -388,7 +415,7 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
     if local is not None:
         sock, cleanup = _bound_datagram_socket(local, "bind")
     else:
-        sock, cleanup = socket.socket(AF_UNIX, socket.SOCK_DGRAM), None
+        sock, cleanup = _socket(url, socket.SOCK_DGRAM, "connect"), None
     try:
         sock.setblocking(False)
         if local is None and sys.platform.startswith("linux"):

@@ -32,8 +32,11 @@ def _check_udp(url: URL, role: str) -> None:
         raise InvalidURL(f"{url}: {role} must be a udp://, udp4:// or udp6:// URL")
 
 
-def _new_socket(family: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+def _new_socket(url: URL, family: int, action: str) -> socket.socket:
+    try:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+    except OSError as exc:  # EMFILE, ENOBUFS …: name the URL
+        raise with_url(exc, url, action) from exc
     try:
         sock.setblocking(False)
         if family == socket.AF_INET6:
@@ -90,7 +93,7 @@ def _addressing(
 
 async def open_datagram(url: URL) -> DatagramEndpoint:
     family, sockaddr = (await _inet.resolve(url, socket.SOCK_DGRAM, passive=True))[0]
-    sock = _new_socket(family)
+    sock = _new_socket(url, family, "bind")
     try:
         sock.bind(sockaddr)
         bound = _inet.url_for("udp", family, sock.getsockname())
@@ -118,8 +121,8 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
                 f"{url}: no address of the same IP family as local={local}"
             )
         family, peer, local_address = pairs[0]
-    sock = _new_socket(family)
     action = "connect"
+    sock = _new_socket(url, family, action)
     try:
         if local_address is not None:
             action = f"bind to local={local}"
