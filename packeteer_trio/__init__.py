@@ -8,8 +8,8 @@ Listener or Channel.
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from ._api import connect, listen, serve
-from ._datagram import DatagramChannel, DatagramSocket, connect_datagram, open_datagram
+from ._api import connect, connect_datagram, listen, open_datagram, serve
+from ._datagram import DatagramChannel, DatagramSocket
 from ._errors import (
     InvalidURL,
     PacketeerError,

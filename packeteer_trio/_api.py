@@ -1,4 +1,13 @@
-"""The trio verbs: connect, listen, serve. URL → registry → scheme → stream."""
+"""The trio verbs: connect, listen, serve, open_datagram, connect_datagram.
+
+Each one is the open pipeline (:mod:`._open`: parse, one lookup, the verb
+check, then the scheme's factory) inside trio's checkpoint sandwich, and a
+wrap: a raw endpoint becomes one of the trio face's classes, a user scheme's
+trio object is adapted (:mod:`._extend`). Some schemes never wait (anon,
+fifo, an unnamed pair, binding a literal address): ``checkpoint_if_cancelled``
+before and ``cancel_shielded_checkpoint`` after keep every verb a checkpoint
+without letting a cancellation lose the new descriptors.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +15,30 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
+from . import _open
+from ._datagram import DatagramChannel, DatagramSocket
 from ._endpoints import (
     ACCEPT_CAPACITY_ERRNOS,
     ACCEPT_RETRY_PAUSE,
     IGNORABLE_ACCEPT_ERRNOS,
     AcceptBurst,
-    capped_backlog,
+    DatagramEndpoint,
+    ListenerEndpoint,
+    StreamEndpoint,
 )
-from ._errors import InvalidURL
-from ._extend import connect_user, listen_user
-from ._registry import Scheme, lookup
+from ._extend import (
+    adapt_datagram_channel,
+    adapt_datagram_socket,
+    adapt_listener,
+    adapt_stream,
+)
+from ._packet import PacketChannel
 from ._stream import Listener, Stream, wrap_stream
 from ._url import URL
 
 Handler = Callable[[Stream], Awaitable[Any]]
-
-
-def stream_scheme(url: URL, verb: str) -> Scheme:
-    """The URL's scheme, if it has stream behaviour; else a pointed InvalidURL."""
-    scheme = lookup(url.scheme, str(url))
-    if url.behaviour == "datagram" or "stream" not in scheme.behaviours:
-        raise InvalidURL(
-            f"{url}: a datagram URL cannot {verb}(); use open_datagram() or "
-            "connect_datagram()"
-        )
-    return scheme
 
 
 async def connect(url: str | URL) -> Stream:
@@ -40,17 +47,14 @@ async def connect(url: str | URL) -> Stream:
     A scheme added with :func:`register_scheme` gives its factory's stream,
     wrapped in a :class:`WrappedStream` unless it is a packeteer Stream.
     """
-    url = URL.parse(url)
-    scheme = stream_scheme(url, "connect")
-    if scheme.factory is not None:  # a scheme from register_scheme()
-        return await connect_user(scheme.factory, url)
-    if scheme.connect is None:
-        raise scheme.missing("connect", url)
-    # Some schemes never wait (anon, fifo, an unnamed pair): the checkpoint
-    # pair keeps every connect() a checkpoint without risking the new fds.
-    await trio.lowlevel.checkpoint_if_cancelled()
-    stream = wrap_stream(await scheme.connect(url))
-    await trio.lowlevel.cancel_shielded_checkpoint()
+    target = _open.target(url, "connect")
+    await checkpoint_if_cancelled()
+    opened = await target.connect()
+    if isinstance(opened, StreamEndpoint):
+        stream = wrap_stream(opened)
+    else:
+        stream = adapt_stream(opened, target.url)
+    await cancel_shielded_checkpoint()
     return stream
 
 
@@ -60,17 +64,51 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
     *backlog* None asks for the most the OS allows; larger than 65535 is
     capped there, as trio does.
     """
-    url = URL.parse(url)
-    backlog = capped_backlog(backlog)
-    scheme = stream_scheme(url, "listen")
-    if scheme.factory is not None:  # a scheme from register_scheme()
-        return await listen_user(scheme.factory, url, backlog)
-    if scheme.listen is None:
-        raise scheme.missing("listen", url)
-    await trio.lowlevel.checkpoint_if_cancelled()
-    listener = Listener(await scheme.listen(url, backlog))
-    await trio.lowlevel.cancel_shielded_checkpoint()
+    target = _open.target(url, "listen")
+    await checkpoint_if_cancelled()
+    opened = await target.listen(backlog)
+    if isinstance(opened, ListenerEndpoint):
+        listener = Listener(opened)
+    else:
+        listener = adapt_listener(opened, target.url)
+    await cancel_shielded_checkpoint()
     return listener
+
+
+async def open_datagram(url: str | URL) -> DatagramSocket:
+    """Bind a datagram socket at *url* (port 0 = ephemeral; see ``sock.url``)."""
+    target = _open.target(url, "open_datagram")
+    await checkpoint_if_cancelled()
+    opened = await target.open_datagram()
+    if isinstance(opened, DatagramEndpoint):
+        sock = DatagramSocket(opened)
+    else:
+        sock = adapt_datagram_socket(opened, target.url)
+    await cancel_shielded_checkpoint()
+    return sock
+
+
+async def connect_datagram(
+    url: str | URL, *, local: str | URL | None = None
+) -> DatagramChannel | PacketChannel:
+    """A channel of datagrams to *url*; *local* binds our end first.
+
+    For ``local://`` peers to reply, our end needs an address: give *local*
+    (a path or abstract name); on Linux an abstract one is picked otherwise.
+    A packet device (``tun://``, ``tap://``) gives a :class:`PacketChannel`.
+    """
+    target = _open.target(url, "connect_datagram", local=local)
+    await checkpoint_if_cancelled()
+    opened = await target.connect_datagram()
+    channel: DatagramChannel | PacketChannel
+    if isinstance(opened, DatagramEndpoint):
+        channel = DatagramChannel(opened)
+    elif isinstance(opened, trio.abc.Channel):
+        channel = adapt_datagram_channel(opened, target.url)
+    else:
+        channel = PacketChannel(opened)
+    await cancel_shielded_checkpoint()
+    return channel
 
 
 async def serve(

@@ -27,10 +27,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ._endpoints import LOGGER, PEER, DatagramEndpoint, SockAddr
-from ._errors import InvalidURL, with_url
+from ._errors import with_url
 from ._fdio import FIRST_PAUSE, MAX_PAUSE, SHORT_OF_MEMORY, FaceHooks
 from ._io import SocketAccess
-from ._registry import Scheme, lookup
 from ._sockinfo import url_from_sockaddr
 from ._url import URL
 
@@ -69,20 +68,6 @@ def receive_buffer(size: int) -> memoryview:
         view = memoryview(bytearray(max(size, DEFAULT_MAX_SIZE) + 1))
         _local.view = view
     return view
-
-
-def datagram_scheme(url: URL, verb: str) -> Scheme:
-    """The URL's scheme, if it has datagram behaviour; else a pointed InvalidURL."""
-    scheme = lookup(url.scheme, str(url))
-    has_datagram = "datagram" in scheme.behaviours
-    if not has_datagram or (
-        "stream" in scheme.behaviours and url.behaviour != "datagram"
-    ):
-        hint = " (or add ?behaviour=datagram)" if has_datagram else ""
-        raise InvalidURL(
-            f"{url}: a stream URL cannot {verb}(); use connect() or listen(){hint}"
-        )
-    return scheme
 
 
 class DatagramCore(SocketAccess, FaceHooks):

@@ -17,7 +17,7 @@ returns is shown through thin adapters (:class:`WrappedStream`,
 A factory that returns packeteer's own objects is passed through untouched.
 
 User schemes are trio-only: the anyio face serves built-in schemes, and
-raises :exc:`InvalidURL` saying so for a user scheme.
+raises :exc:`InvalidURL` saying so for a user scheme (:mod:`._open`).
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ import dataclasses
 import errno
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from typing import Any
 
 import trio
 from trio.lowlevel import checkpoint
 
 from . import _registry
 from ._datagram import DatagramChannel, DatagramSocket
-from ._endpoints import DatagramEndpoint, ListenerEndpoint, StreamEndpoint
-from ._errors import InvalidURL, PacketeerError
-from ._registry import Scheme
+from ._errors import PacketeerError
+from ._registry import DatagramSchemeFactory, StreamSchemeFactory, UserScheme
 from ._stream import Listener, Stream
 from ._url import URL
 
@@ -53,48 +52,6 @@ __all__ = [
 # What URL.parse accepts as a scheme, lower-cased (the parser lower-cases).
 _NAME_RE = re.compile(r"[a-z][a-z0-9+.\-]*\Z")
 Data = bytes | bytearray | memoryview
-
-
-@runtime_checkable
-class StreamSchemeFactory(Protocol):
-    """What :func:`register_scheme` needs for a stream scheme.
-
-    ``connect(url)`` returns a connected :class:`trio.abc.Stream` (a
-    :class:`trio.abc.HalfCloseableStream` if it can half-close);
-    ``listen(url, backlog)`` a :class:`trio.abc.Listener` of such streams
-    (``backlog`` is None for "the default"). Both get the URL already parsed
-    and validated. A scheme that cannot do one of them raises
-    :exc:`~packeteer_trio.InvalidURL` from it, naming the other.
-    Failures should be the usual ``OSError`` subclasses naming the URL.
-    """
-
-    async def connect(self, url: URL) -> trio.abc.Stream: ...
-
-    async def listen(
-        self, url: URL, backlog: int | None
-    ) -> trio.abc.Listener[trio.abc.Stream]: ...
-
-
-@runtime_checkable
-class DatagramSchemeFactory(Protocol):
-    """What :func:`register_scheme` needs for a datagram scheme.
-
-    ``open_datagram(url)`` returns a bound, unconnected endpoint as a
-    :class:`trio.abc.Channel` of ``(data, address)`` pairs: ``send`` one to
-    send *data* to *address*, ``receive`` one to get a datagram and its
-    sender. ``connect_datagram(url, local)`` returns a
-    :class:`trio.abc.Channel` of ``bytes`` to one peer (bound first to
-    *local* if given).
-    """
-
-    async def open_datagram(self, url: URL) -> trio.abc.Channel[tuple[bytes, URL]]: ...
-
-    async def connect_datagram(
-        self, url: URL, local: URL | None
-    ) -> trio.abc.Channel[bytes]: ...
-
-
-AnyFactory = StreamSchemeFactory | DatagramSchemeFactory
 
 
 # -- the registry -------------------------------------------------------------
@@ -133,9 +90,9 @@ def register_scheme(
             "listen() (StreamSchemeFactory) and/or open_datagram() and "
             "connect_datagram() (DatagramSchemeFactory)"
         )
-    existing = _existing(name)
+    existing = _registry.registered(name)
     if existing is not None:
-        if existing.factory is None:
+        if not isinstance(existing, UserScheme):
             raise ValueError(
                 f"{name}:// is a built-in scheme and cannot be replaced; "
                 "register yours under another name"
@@ -145,17 +102,7 @@ def register_scheme(
                 f"scheme {name!r} is already registered (by {existing.factory!r}); "
                 "pass replace=True to replace it"
             )
-    # The raw factories only reach the anyio face (the trio face dispatches
-    # on ``factory`` first); they exist so that the scheme's behaviours are
-    # known, and so that anyio users get a clear error.
-    scheme = Scheme(
-        name,
-        connect=_trio_only_connect if is_stream else None,
-        listen=_trio_only_listen if is_stream else None,
-        open_datagram=_trio_only_open_datagram if is_datagram else None,
-        connect_datagram=_trio_only_connect_datagram if is_datagram else None,
-        factory=factory,
-    )
+    scheme = UserScheme(name, factory)
     if validate is not None:
         scheme = dataclasses.replace(scheme, validate=validate)
     _registry.register(scheme, replace=True)
@@ -166,95 +113,47 @@ def unregister_scheme(name: str) -> None:
 
     ValueError for a built-in scheme or a name that is not registered.
     """
-    existing = _existing(name)
+    existing = _registry.registered(name)
     if existing is None:
         raise ValueError(f"no scheme {name!r} is registered")
-    if existing.factory is None:
+    if not isinstance(existing, UserScheme):
         raise ValueError(f"{name}:// is a built-in scheme and cannot be removed")
     _registry.unregister(name)
 
 
-def _existing(name: str) -> Scheme | None:
-    if name not in _registry.names():  # names() loads the built-ins first
-        return None
-    return _registry.lookup(name)
+# -- what the trio face makes of a user scheme's objects ------------------------
 
 
-def _trio_only(url: URL) -> NoReturn:
-    raise InvalidURL(
-        f"{url}: {url.scheme}:// was added with register_scheme() and builds trio "
-        "objects; use it through packeteer_trio's trio functions (the anyio face "
-        "serves only the built-in schemes)"
-    )
-
-
-async def _trio_only_connect(url: URL) -> StreamEndpoint:
-    _trio_only(url)
-
-
-async def _trio_only_listen(url: URL, backlog: int | None) -> ListenerEndpoint:
-    _trio_only(url)
-
-
-async def _trio_only_open_datagram(url: URL) -> DatagramEndpoint:
-    _trio_only(url)
-
-
-async def _trio_only_connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
-    _trio_only(url)
-
-
-# -- dispatch (called by _api and _datagram) ----------------------------------
-
-
-async def connect_user(factory: AnyFactory, url: URL) -> Stream:
-    """``connect()`` for a user scheme."""
-    assert isinstance(factory, StreamSchemeFactory)
-    stream = await factory.connect(url)
+def adapt_stream(stream: trio.abc.Stream, url: URL) -> Stream:
+    """A user scheme's stream as a packeteer Stream (one already is one)."""
     if isinstance(stream, Stream):
         return stream
-    _check_result(stream, trio.abc.Stream, factory, "connect")
     return WrappedStream(stream, _own_url(stream, url))
 
 
-async def listen_user(factory: AnyFactory, url: URL, backlog: int | None) -> Listener:
-    """``listen()`` for a user scheme."""
-    assert isinstance(factory, StreamSchemeFactory)
-    listener = await factory.listen(url, backlog)
+def adapt_listener(listener: trio.abc.Listener[trio.abc.Stream], url: URL) -> Listener:
+    """A user scheme's listener as a packeteer Listener."""
     if isinstance(listener, Listener):
         return listener
-    _check_result(listener, trio.abc.Listener, factory, "listen")
     return WrappedListener(listener, _listener_url(listener, url))
 
 
-async def open_user_datagram(factory: AnyFactory, url: URL) -> DatagramSocket:
-    """``open_datagram()`` for a user scheme."""
-    assert isinstance(factory, DatagramSchemeFactory)
-    channel = await factory.open_datagram(url)
+def adapt_datagram_socket(
+    channel: trio.abc.Channel[tuple[bytes, URL]], url: URL
+) -> DatagramSocket:
+    """A user scheme's channel of ``(data, address)`` as a DatagramSocket."""
     if isinstance(channel, DatagramSocket):
         return channel
-    _check_result(channel, trio.abc.Channel, factory, "open_datagram")
     return WrappedDatagramSocket(channel, _own_url(channel, url))
 
 
-async def connect_user_datagram(
-    factory: AnyFactory, url: URL, local: URL | None
+def adapt_datagram_channel(
+    channel: trio.abc.Channel[bytes], url: URL
 ) -> DatagramChannel:
-    """``connect_datagram()`` for a user scheme."""
-    assert isinstance(factory, DatagramSchemeFactory)
-    channel = await factory.connect_datagram(url, local)
+    """A user scheme's channel of ``bytes`` as a DatagramChannel."""
     if isinstance(channel, DatagramChannel):
         return channel
-    _check_result(channel, trio.abc.Channel, factory, "connect_datagram")
     return WrappedDatagramChannel(channel, _own_url(channel, url))
-
-
-def _check_result(result: object, kind: type, factory: object, verb: str) -> None:
-    if not isinstance(result, kind):
-        raise TypeError(
-            f"{factory!r}.{verb}() returned {type(result).__name__}, "
-            f"not a {kind.__module__}.{kind.__qualname__}"
-        )
 
 
 def _own_url(result: object, url: URL) -> URL:

@@ -2,16 +2,20 @@
 
 The grammar is packeteer's: ``scheme://authority/path?query#fragment``. The
 generic part (scheme, authority, query) is handled in this module; each scheme
-then checks its own rules (families, ports, paths) through the registry, so
-``URL.parse`` rejects everything that could never be opened before any socket
-exists.
+then checks its own rules (families, ports, paths), so ``URL.parse`` rejects
+everything that could never be opened before any socket exists.
+
+This module knows no schemes: it is the bottom layer, and the registry sits
+above it. The registry hands its check down at import instead
+(:func:`install_scheme_rules`), and the package always imports the registry,
+so ``URL.parse`` applies the rules of every registered scheme.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import quote, unquote
 
 from ._errors import InvalidURL
@@ -75,21 +79,8 @@ class URL:
         """Parse and validate *text*; raise :class:`InvalidURL` if it is unusable."""
         if isinstance(text, URL):
             return text
-        if not isinstance(text, str):
-            raise InvalidURL(
-                f"{text!r}: a URL must be a str, not {type(text).__name__}"
-            )
-        try:
-            text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            raise InvalidURL(
-                f"{text!r}: contains characters that cannot be encoded "
-                "(lone surrogates)"
-            ) from None
-        url = _split(text)
-        from ._registry import lookup  # the registry imports this module
-
-        return lookup(url.scheme, text).check(url, text)
+        url = split(text)
+        return url if _scheme_rules is None else _scheme_rules(url, text)
 
     def replace(self, **changes: object) -> URL:
         """Return a copy with some fields changed (no validation is done)."""
@@ -128,6 +119,32 @@ class URL:
 
     def __repr__(self) -> str:
         return f"URL({str(self)!r})"
+
+
+# (url, text) -> url: the registered scheme's own rules, or InvalidURL naming
+# *text*. Installed by the registry when it is imported.
+SchemeRules = Callable[[URL, str], URL]
+_scheme_rules: SchemeRules | None = None
+
+
+def install_scheme_rules(rules: SchemeRules) -> None:
+    """Make :meth:`URL.parse` finish with *rules* (the registry's check)."""
+    global _scheme_rules
+    _scheme_rules = rules
+
+
+def split(text: object) -> URL:
+    """The scheme-independent part of :meth:`URL.parse`: *text* checked to be
+    an encodable str and split into normalised fields; no scheme rules."""
+    if not isinstance(text, str):
+        raise InvalidURL(f"{text!r}: a URL must be a str, not {type(text).__name__}")
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise InvalidURL(
+            f"{text!r}: contains characters that cannot be encoded (lone surrogates)"
+        ) from None
+    return _split(text)
 
 
 def _q(text: str) -> str:

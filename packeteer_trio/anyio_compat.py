@@ -31,8 +31,9 @@ of file, and use errors are anyio's ``BrokenResourceError``,
 fail with the standard ``OSError`` subclasses naming the URL; bad URLs with
 :exc:`~packeteer_trio.InvalidURL`, before anything is opened.
 
-URL parsing, the scheme registry and the scheme modules (which create, bind
-and connect) are the trio face's own; only waiting and exceptions differ.
+URL parsing, the scheme registry, the open pipeline and the scheme modules
+(which create, bind and connect) are shared with the trio face; only waiting
+and exceptions differ.
 """
 
 from __future__ import annotations
@@ -44,14 +45,12 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from . import _open
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
 from ._anyio._listener import Listener
 from ._anyio._stream import wrap_stream
-from ._api import stream_scheme
-from ._datagram_core import datagram_scheme
-from ._endpoints import capped_backlog
-from ._errors import InvalidURL
+from ._endpoints import PacketEndpoint
 from ._url import URL
 
 __all__ = [
@@ -75,13 +74,10 @@ async def connect(url: str | URL) -> anyio.abc.ByteStream:
     Sockets come back as :class:`anyio.abc.SocketStream` (AF_UNIX ones as
     :class:`anyio.abc.UNIXSocketStream`), pipes as :class:`anyio.abc.ByteStream`.
     """
-    url = URL.parse(url)
-    scheme = stream_scheme(url, "connect")
-    if scheme.connect is None:
-        raise scheme.missing("connect", url)
+    target = _open.builtin_target(url, "connect")
     # Some schemes never wait (anon, fifo, local): make every verb a checkpoint.
     await anyio.lowlevel.checkpoint()
-    return await wrap_stream(await scheme.connect(url))
+    return await wrap_stream(await target.connect())
 
 
 async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
@@ -90,13 +86,9 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
     *backlog* None asks for the most the OS allows; larger than 65535 is
     capped there, as trio does.
     """
-    url = URL.parse(url)
-    backlog = capped_backlog(backlog)
-    scheme = stream_scheme(url, "listen")
-    if scheme.listen is None:
-        raise scheme.missing("listen", url)
+    target = _open.builtin_target(url, "listen")
     await anyio.lowlevel.checkpoint()
-    endpoint = await scheme.listen(url, backlog)
+    endpoint = await target.listen(backlog)
     try:
         return Listener(endpoint)
     except BaseException:
@@ -131,12 +123,9 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
     An :class:`anyio.abc.UnreliableObjectStream` of ``(bytes, URL)``:
     ``data, sender = await sock.receive()``, ``await sock.send((data, sender))``.
     """
-    url = URL.parse(url)
-    scheme = datagram_scheme(url, "open_datagram")
-    if scheme.open_datagram is None:
-        raise scheme.missing("open_datagram", url)
+    target = _open.builtin_target(url, "open_datagram")
     await anyio.lowlevel.checkpoint()
-    endpoint = await scheme.open_datagram(url)
+    endpoint = await target.open_datagram()
     try:
         return DatagramSocket(endpoint)
     except BaseException:
@@ -155,26 +144,14 @@ async def connect_datagram(
     picked otherwise. A packet device (``tun://``, ``tap://``) gives a
     :class:`PacketChannel`, one packet per item.
     """
-    url = URL.parse(url)
-    local_url = None if local is None else URL.parse(local)
-    scheme = datagram_scheme(url, "connect_datagram")
-    if scheme.connect_packet is not None:
-        if local_url is not None:
-            raise InvalidURL(f"{url}: {url.scheme}:// has no local address to bind")
-        # The checkpoint comes first: once the device exists, nothing may
-        # cancel us before the channel owns it.
-        await anyio.lowlevel.checkpoint()
-        device = await scheme.connect_packet(url)
-        try:
-            return PacketChannel(device)
-        except BaseException:
-            device.close()
-            raise
-    if scheme.connect_datagram is None:
-        raise scheme.missing("connect_datagram", url)
+    target = _open.builtin_target(url, "connect_datagram", local=local)
+    # The checkpoint comes first: once the socket or device exists, nothing
+    # may cancel us before the channel owns it.
     await anyio.lowlevel.checkpoint()
-    endpoint = await scheme.connect_datagram(url, local_url)
+    endpoint = await target.connect_datagram()
     try:
+        if isinstance(endpoint, PacketEndpoint):
+            return PacketChannel(endpoint)
         return DatagramChannel(endpoint)
     except BaseException:
         endpoint.close()
@@ -191,11 +168,7 @@ class URLConnectable(anyio.abc.ByteStreamConnectable):
     """
 
     def __init__(self, url: str | URL) -> None:
-        parsed = URL.parse(url)
-        scheme = stream_scheme(parsed, "connect")
-        if scheme.connect is None:
-            raise scheme.missing("connect", parsed)
-        self._url = parsed
+        self._url = _open.builtin_target(url, "connect").url
 
     @property
     def url(self) -> URL:

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 import packeteer_trio as pt
-from packeteer_trio.schemes import tls
+from packeteer_trio import tls
 
 from .test_cli import ROOT, TIMEOUT, Proc, env, running
 
@@ -201,7 +201,7 @@ def register_signatures(block: Block, tmp_path: Path) -> None:
 
 
 def tls_excerpt(block: Block, tmp_path: Path) -> None:
-    """The excerpt quotes packeteer_trio/schemes/tls.py: every class, function
+    """The excerpt quotes packeteer_trio/tls.py: every class, function
     and method it shows is there, with the same parameters."""
     shown = _defs(block.source)
     assert {"TLSScheme.connect", "TLSScheme.listen", "register"} <= set(shown)

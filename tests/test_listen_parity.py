@@ -239,7 +239,7 @@ class FlakyEndpoint(ListenerEndpoint):
 
 async def flaky_endpoint() -> FlakyEndpoint:
     scheme = _registry.lookup("tcp")
-    assert scheme.listen is not None
+    assert isinstance(scheme, _registry.Scheme) and scheme.listen is not None
     return FlakyEndpoint(await scheme.listen(URL.parse("tcp://127.0.0.1:0"), None))
 
 

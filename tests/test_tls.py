@@ -13,7 +13,7 @@ import trustme
 
 import packeteer_trio as pt
 from packeteer_trio import anyio_compat as pa
-from packeteer_trio.schemes import tls
+from packeteer_trio import tls
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,13 @@
-"""Built-in schemes: one module per transport, each registers itself."""
+"""Built-in schemes: one module per transport, each registers itself.
 
-# tls registers itself through the public register_scheme(), as a user would.
-from . import anon, fd, fifo, local, pipe, tcp, tls, tuntap, udp
+``tls+tcp://`` is no built-in: it is the example of a scheme written against
+the public API (:mod:`packeteer_trio.tls`), which sits above the core and is
+imported on the first lookup of its name.
+"""
 
-__all__ = ["anon", "fd", "fifo", "local", "pipe", "tcp", "tls", "tuntap", "udp"]
+from .._registry import register_lazily
+from . import anon, fd, fifo, local, pipe, tcp, tuntap, udp
+
+register_lazily("tls+tcp", "packeteer_trio.tls")
+
+__all__ = ["anon", "fd", "fifo", "local", "pipe", "tcp", "tuntap", "udp"]

@@ -5,7 +5,9 @@ packeteer_trio's public API (``register_scheme``, ``connect``, ``listen``,
 ``URL``, ``InvalidURL``), exactly as code outside the package would. It is
 registered by default as ``tls+tcp``; :func:`register` adds it under other
 names, over other stream transports (``tcp4``, ``local``, …), or with your
-own :class:`ssl.SSLContext` objects.
+own :class:`ssl.SSLContext` objects. The package does not import this
+module: the registry does, on the first use of a ``tls+tcp://`` URL (or
+import it yourself to call :func:`register`).
 
 ``tls+tcp://HOST:PORT`` takes these query options:
 
