@@ -9,7 +9,6 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._api import connect, connect_datagram, listen, open_datagram, serve
-from ._datagram import DatagramChannel, DatagramSocket
 from ._errors import (
     InvalidURL,
     PacketeerError,
@@ -19,15 +18,18 @@ from ._errors import (
 from ._extend import (
     DatagramSchemeFactory,
     StreamSchemeFactory,
+    register_scheme,
+    unregister_scheme,
+)
+from ._trio._abc import DatagramChannel, DatagramSocket, Listener, Stream
+from ._trio._packet import PacketChannel
+from ._trio._stream import PipeStream, SocketStream
+from ._trio._wrapped import (
     WrappedDatagramChannel,
     WrappedDatagramSocket,
     WrappedListener,
     WrappedStream,
-    register_scheme,
-    unregister_scheme,
 )
-from ._packet import PacketChannel
-from ._stream import Listener, PipeStream, SocketStream, Stream
 from ._url import URL, Query
 from .scheduler import IO_EVENTS, Events, Registration, Scheduler, open_scheduler
 

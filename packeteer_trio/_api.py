@@ -2,8 +2,8 @@
 
 Each one is the open pipeline (:mod:`._open`: parse, one lookup, the verb
 check, then the scheme's factory) inside trio's checkpoint sandwich, and a
-wrap: a raw endpoint becomes one of the trio face's classes, a user scheme's
-trio object is adapted (:mod:`._extend`). Some schemes never wait (anon,
+wrap (:mod:`._trio._opened`): a raw endpoint becomes one of the trio face's
+classes, a user scheme's trio object is adapted. Some schemes never wait (anon,
 fifo, an unnamed pair, binding a literal address): ``checkpoint_if_cancelled``
 before and ``cancel_shielded_checkpoint`` after keep every verb a checkpoint
 without letting a cancellation lose the new descriptors.
@@ -18,24 +18,15 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _open
-from ._datagram import DatagramChannel, DatagramSocket
-from ._endpoints import (
+from ._accept import (
     ACCEPT_CAPACITY_ERRNOS,
     ACCEPT_RETRY_PAUSE,
     IGNORABLE_ACCEPT_ERRNOS,
     AcceptBurst,
-    DatagramEndpoint,
-    ListenerEndpoint,
-    StreamEndpoint,
 )
-from ._extend import (
-    adapt_datagram_channel,
-    adapt_datagram_socket,
-    adapt_listener,
-    adapt_stream,
-)
-from ._packet import PacketChannel
-from ._stream import Listener, Stream, wrap_stream
+from ._trio import _opened
+from ._trio._abc import DatagramChannel, DatagramSocket, Listener, Stream
+from ._trio._packet import PacketChannel
 from ._url import URL
 
 Handler = Callable[[Stream], Awaitable[Any]]
@@ -49,11 +40,7 @@ async def connect(url: str | URL) -> Stream:
     """
     target = _open.target(url, "connect")
     await checkpoint_if_cancelled()
-    opened = await target.connect()
-    if isinstance(opened, StreamEndpoint):
-        stream = wrap_stream(opened)
-    else:
-        stream = adapt_stream(opened, target.url)
+    stream = _opened.stream(await target.connect(), target.url)
     await cancel_shielded_checkpoint()
     return stream
 
@@ -66,11 +53,7 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
     """
     target = _open.target(url, "listen")
     await checkpoint_if_cancelled()
-    opened = await target.listen(backlog)
-    if isinstance(opened, ListenerEndpoint):
-        listener = Listener(opened)
-    else:
-        listener = adapt_listener(opened, target.url)
+    listener = _opened.listener(await target.listen(backlog), target.url)
     await cancel_shielded_checkpoint()
     return listener
 
@@ -79,11 +62,7 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
     """Bind a datagram socket at *url* (port 0 = ephemeral; see ``sock.url``)."""
     target = _open.target(url, "open_datagram")
     await checkpoint_if_cancelled()
-    opened = await target.open_datagram()
-    if isinstance(opened, DatagramEndpoint):
-        sock = DatagramSocket(opened)
-    else:
-        sock = adapt_datagram_socket(opened, target.url)
+    sock = _opened.datagram_socket(await target.open_datagram(), target.url)
     await cancel_shielded_checkpoint()
     return sock
 
@@ -99,14 +78,7 @@ async def connect_datagram(
     """
     target = _open.target(url, "connect_datagram", local=local)
     await checkpoint_if_cancelled()
-    opened = await target.connect_datagram()
-    channel: DatagramChannel | PacketChannel
-    if isinstance(opened, DatagramEndpoint):
-        channel = DatagramChannel(opened)
-    elif isinstance(opened, trio.abc.Channel):
-        channel = adapt_datagram_channel(opened, target.url)
-    else:
-        channel = PacketChannel(opened)
+    channel = _opened.datagram_channel(await target.connect_datagram(), target.url)
     await cancel_shielded_checkpoint()
     return channel
 

@@ -26,10 +26,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ._endpoints import LOGGER, PEER, DatagramEndpoint, SockAddr
-from ._errors import with_url
-from ._fdio import FIRST_PAUSE, MAX_PAUSE, SHORT_OF_MEMORY, FaceHooks
-from ._io import SocketAccess
+from ._endpoints import PEER, DatagramEndpoint, SendToPeer, SockAddr
+from ._errors import LOGGER, with_url
+from ._io import FIRST_PAUSE, MAX_PAUSE, SHORT_OF_MEMORY, FaceHooks, SocketAccess
 from ._sockinfo import url_from_sockaddr
 from ._url import URL
 
@@ -47,6 +46,8 @@ _CACHE_LIMIT = 1024
 # (WARNING, at most once a second per socket). Receiving only waits longer.
 SEND_RETRIES = 6
 _DROP_LOG_INTERVAL = 1.0
+# Where a datagram goes: a sockaddr, or PEER (an unnamed pair's other end).
+Target = SockAddr | SendToPeer
 _local = threading.local()  # one receive buffer per thread: no await in between
 
 
@@ -79,7 +80,7 @@ class DatagramCore(SocketAccess, FaceHooks):
     are resolved on every send: DNS answers expire.
     """
 
-    url: URL
+    _noun = "datagram socket"
 
     def __init__(self, endpoint: DatagramEndpoint) -> None:
         self.url = endpoint.url
@@ -93,8 +94,8 @@ class DatagramCore(SocketAccess, FaceHooks):
         self._pair = endpoint.send_sock is not None
         self._lookup_url = endpoint.lookup
         self._resolve = endpoint.resolve
-        self._by_id: dict[int, tuple[object, SockAddr]] = {}
-        self._by_value: dict[object, SockAddr] = {}
+        self._by_id: dict[int, tuple[object, Target]] = {}
+        self._by_value: dict[object, Target] = {}
         self._senders: dict[object, URL] = {}
         self._dropped = 0  # datagrams dropped since the last warning
         self._drop_logged = -_DROP_LOG_INTERVAL
@@ -214,7 +215,7 @@ class DatagramCore(SocketAccess, FaceHooks):
             f"max_size={size} and was dropped; receive with a larger max_size",
         )
 
-    async def _target(self, address: str | URL) -> SockAddr:
+    async def _target(self, address: str | URL) -> Target:
         """The slow path of address lookup: by value, then ask the scheme."""
         target = self._by_value.get(address)
         if target is not None:
@@ -223,16 +224,16 @@ class DatagramCore(SocketAccess, FaceHooks):
             self._by_id[id(address)] = (address, target)
             return target
         url = URL.parse(address)
-        target = self._lookup_url(url)
-        if target is None:  # a host name: resolve, don't cache
-            target = await self._resolve(url)
+        found = self._lookup_url(url)
+        if found is None:  # a host name: resolve, don't cache
+            resolved = await self._resolve(url)
             if self._closed:
                 raise self._closed_error()
-            return target
-        self._remember(address, target)
-        return target
+            return resolved
+        self._remember(address, found)
+        return found
 
-    def _remember(self, key: object, target: SockAddr) -> None:
+    def _remember(self, key: object, target: Target) -> None:
         if len(self._by_value) >= _CACHE_LIMIT:
             self._by_value.clear()
             self._by_id.clear()
@@ -252,8 +253,10 @@ class DatagramCore(SocketAccess, FaceHooks):
             self._remember(url, PEER)
         return url
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}{' closed' if self._closed else ''}>"
+    def _scheduler_fds(self) -> tuple[int | None, int | None]:
+        if self._closed:
+            raise self._closed_error()
+        return self._fd, self._send_fd
 
 
 class BoundDatagramIO(DatagramCore):

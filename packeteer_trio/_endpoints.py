@@ -1,116 +1,33 @@
 """Raw endpoints: what a scheme hands to a face.
 
-A scheme module knows its OS calls (socket, bind, mkfifo, …) and builds these;
-a face (trio in :mod:`._stream`, anyio in :mod:`.anyio_compat`) wraps them in
-its own stream and listener classes and decides how to wait. Nothing here
-blocks: waiting is injected by the face.
+A scheme module knows its OS calls (socket, bind, mkfifo, …) and builds these
+(the open pipeline, :mod:`._open`, passes them on); a face (trio in
+:mod:`._trio`, anyio in :mod:`._anyio`) wraps them in its own classes and
+decides how to wait. These are the types both sides agree on: plain data,
+and the one interface a listener implements. Nothing here blocks: waiting is
+injected by the face.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
-import logging
+import enum
 import os
 import socket
 import sys
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-
-from ._errors import InvalidURL, with_url
+from ._errors import InvalidURL
 from ._url import URL
 
 WaitFd = Callable[[int], Awaitable[None]]
 
-# accept() errors that concern only the one connection being accepted: like
-# trio's SocketListener (its list, _highlevel_socket.py) we drop that
-# connection and keep listening. Socket listeners skip them in try_accept;
-# serve() (both faces) skips them from any listener, a user scheme's too.
-IGNORABLE_ACCEPT_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in [
-        "EPERM",  # Linux: the firewall refused the connection
-        "ECONNABORTED",  # BSDs: reset before we accepted
-        "EPROTO",
-        "ENETDOWN",
-        "ENOPROTOOPT",
-        "EHOSTDOWN",
-        "ENONET",
-        "EHOSTUNREACH",
-        "EOPNOTSUPP",
-        "ENETUNREACH",
-        "ENOSR",
-        "ESOCKTNOSUPPORT",
-        "EPROTONOSUPPORT",
-        "ETIMEDOUT",
-        "ECONNRESET",
-    ]
-    if hasattr(errno, name)
-)
-
-
-# accept() errors that mean "the system is out of something for now" (as in
-# trio.serve_listeners): serving pauses and retries instead of ending.
-ACCEPT_CAPACITY_ERRNOS = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-)
-ACCEPT_RETRY_PAUSE = 0.100
-LOGGER = logging.getLogger("packeteer_trio")
-
-# Linux and the BSDs keep the listen backlog in 16 bits (and Python's listen()
-# takes a C int): like trio, a larger one is capped here and the kernel caps
-# it further to its own limit (net.core.somaxconn).
-MAX_BACKLOG = 0xFFFF
-
-
-def capped_backlog(backlog: int | None) -> int | None:
-    """*backlog* capped at :data:`MAX_BACKLOG`; None stays "the default"."""
-    if backlog is None:
-        return None
-    if not isinstance(backlog, int):
-        raise TypeError(f"backlog must be an int or None, not {backlog!r}")
-    return min(backlog, MAX_BACKLOG)
-
-
-class AcceptBurst:
-    """Consecutive accept failures for lack of resources, shared by the
-    listeners of one serve() (either face): the first is logged, the rest are
-    counted, and the recovery is logged once."""
-
-    __slots__ = ("failures", "started")
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.started = 0.0
-
-    def failed(self, url: URL, exc: OSError) -> None:
-        if not self.failures:
-            self.started = time.monotonic()
-            code = exc.errno or 0
-            LOGGER.error(
-                "%s: accept failed with %s (%s); pausing and retrying every "
-                "%d ms, logged once until accepting works again",
-                url,
-                errno.errorcode.get(code, code),
-                os.strerror(code),
-                ACCEPT_RETRY_PAUSE * 1000,
-                exc_info=exc,
-            )
-        self.failures += 1
-
-    def succeeded(self, url: URL) -> None:
-        if self.failures:
-            LOGGER.info(
-                "%s: accepting again after %d failed attempts in %.1f s",
-                url,
-                self.failures,
-                time.monotonic() - self.started,
-            )
-            self.failures = 0
+# A socket address as the socket module takes and reports it: a (host, port[,
+# flow, scope]) tuple for IP, a str (or Linux's bytes) for AF_UNIX. Each
+# scheme makes its own; :mod:`.schemes._inet` names its tuples InetAddr.
+SockAddr = tuple[Any, ...] | str | bytes
 
 
 @dataclasses.dataclass(eq=False)
@@ -143,11 +60,11 @@ class StreamEndpoint:
             assert fd is not None
             os.close(fd)
         if sys.platform == "win32":  # pragma: no cover
-            from ._win32 import close_handle
+            import _winapi
 
             for handle in {self.read_handle, self.write_handle} - {None}:
                 assert handle is not None
-                close_handle(handle)
+                _winapi.CloseHandle(handle)
         if self.on_close is not None:
             self.on_close()
 
@@ -160,6 +77,10 @@ class ListenerEndpoint(ABC):
     @abstractmethod
     def fds(self) -> list[int]:
         """Descriptors a face must ``notify_closing`` before :meth:`close`."""
+
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets, if it has any (a FIFO has none)."""
+        return []
 
     @abstractmethod
     def try_accept(self) -> StreamEndpoint | None:
@@ -174,107 +95,31 @@ class ListenerEndpoint(ABC):
         """Release every resource (and any file on disk the listener owns)."""
 
 
-class SocketListenerEndpoint(ListenerEndpoint):
-    """One or more listening sockets (several for a name with many families).
+class SendToPeer(enum.Enum):
+    """The sockaddr meaning "the other end of this unnamed pair": send() there.
 
-    ``make_url(sockaddr)`` turns an accepted socket's local address into the
-    stream's URL; ``configure`` sets per-connection options (TCP_NODELAY).
+    A one-member enum, so that ``target is PEER`` narrows the type.
     """
 
-    def __init__(
-        self,
-        socks: list[socket.socket],
-        url: URL,
-        *,
-        configure: Callable[[socket.socket], None] | None = None,
-        on_close: Callable[[], None] | None = None,
-    ) -> None:
-        self.socks = socks
-        self.url = url
-        self._configure = configure
-        self._on_close = on_close
-        self._next = 0
-
-    def fds(self) -> list[int]:
-        return [sock.fileno() for sock in self.socks if sock.fileno() >= 0]
-
-    def try_accept(self) -> StreamEndpoint | None:
-        count = len(self.socks)
-        for offset in range(count):
-            # Start after the socket that served last time, so one busy family
-            # cannot starve the others.
-            sock = self.socks[(self._next + offset) % count]
-            try:
-                conn, _ = sock.accept()
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                if exc.errno in IGNORABLE_ACCEPT_ERRNOS:
-                    continue
-                raise with_url(exc, self.url, "accept") from exc
-            self._next = (self._next + offset + 1) % count
-            try:
-                conn.setblocking(False)
-                if self._configure is not None:
-                    self._configure(conn)
-            except BaseException:
-                conn.close()
-                raise
-            return StreamEndpoint(url=self.url, sock=conn)
-        return None
-
-    async def wait_acceptable(self, wait_readable: WaitFd) -> None:
-        fds = self.fds()
-        if len(fds) == 1:
-            await wait_readable(fds[0])
-            return
-        if not fds:
-            await wait_readable(-1)  # let the face raise its "closed" error
-        failures: list[BaseException] = []
-
-        async with anyio.create_task_group() as group:
-
-            async def wait_one(fd: int) -> None:
-                try:
-                    await wait_readable(fd)
-                except Exception as exc:
-                    failures.append(exc)
-                group.cancel_scope.cancel()
-
-            for fd in fds:
-                group.start_soon(wait_one, fd)
-        if failures:
-            raise failures[0]
-
-    def close(self) -> None:
-        for sock in self.socks:
-            sock.close()
-        if self._on_close is not None:
-            on_close, self._on_close = self._on_close, None
-            on_close()
-
-
-# Address as the socket module takes it: a (host, port[, flow, scope]) tuple or
-# an AF_UNIX str. Kept loose on purpose: each scheme makes its own.
-SockAddr = Any
-
-
-class SendToPeer:
-    """The sockaddr meaning "the other end of this unnamed pair": send() there."""
+    PEER = "the pair's own peer"
 
     def __repr__(self) -> str:
         return "<the pair's own peer>"
 
 
-PEER = SendToPeer()
+PEER = SendToPeer.PEER
+# A destination URL -> its sockaddr (PEER on an unnamed pair), or None when a
+# host name must be resolved first; the resolving step, never cached.
+Lookup = Callable[[URL], SockAddr | SendToPeer | None]
+Resolve = Callable[[URL], Awaitable[SockAddr | SendToPeer]]
 
 
-def _no_lookup(url: URL) -> SockAddr:
+def _no_lookup(url: URL) -> SockAddr | SendToPeer | None:
     raise InvalidURL(f"{url}: this socket is connected and cannot send elsewhere")
 
 
-async def _no_resolve(url: URL) -> SockAddr:
-    return _no_lookup(url)
+async def _no_resolve(url: URL) -> SockAddr | SendToPeer:
+    raise InvalidURL(f"{url}: this socket is connected and cannot send elsewhere")
 
 
 @dataclasses.dataclass(eq=False)
@@ -294,8 +139,8 @@ class DatagramEndpoint:
 
     sock: socket.socket
     url: URL
-    lookup: Callable[[URL], SockAddr | None] = _no_lookup
-    resolve: Callable[[URL], Awaitable[SockAddr]] = _no_resolve
+    lookup: Lookup = _no_lookup
+    resolve: Resolve = _no_resolve
     send_sock: socket.socket | None = None
     on_close: Callable[[], None] | None = None
 

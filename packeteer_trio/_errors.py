@@ -1,11 +1,16 @@
-"""The package's exceptions, and the helper that puts a URL into an OSError."""
+"""The package's exceptions, the helper that puts a URL into an OSError, and
+the logger that reports what is not raised (accept bursts, dropped datagrams)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._url import URL
+
+
+LOGGER = logging.getLogger("packeteer_trio")
 
 
 class PacketeerError(Exception):

@@ -1,14 +1,13 @@
-"""The byte-moving loops both faces share: sockets and pipes.
+"""The byte-moving loops both faces share: sockets, pipes, and accepting.
 
-The trio face (:mod:`._stream`) and the anyio face (:mod:`._anyio._stream`)
-differ only in how they wait and which resource errors they raise, so the
-hot paths live here once, as mixins. A face provides, per instance:
-
-- the waits and checkpoints (``_wait_readable``, ``_wait_writable``,
-  ``_checkpoint``, ``_checkpoint_if_cancelled``,
-  ``_cancel_shielded_checkpoint``, ``_notify_closing``);
-- its errors (``_closed_error()``, ``_broken(exc)``, and for pipes
-  ``_one_way_error(side)``) and its conflict detectors.
+The trio face (:mod:`._trio._stream`) and the anyio face
+(:mod:`._anyio._stream`) differ only in how they wait and which resource
+errors they raise, so the hot paths live here once, as mixins: a face class
+binds its :class:`._io.Face` (waits, checkpoints, exception classes) and its
+conflict detectors, and inherits the loops. Mixins rather than a held loop
+object: a delegating method per call is a second coroutine per
+``send_all``/``receive_some``, which costs more than the syscall on small
+messages.
 
 Every loop keeps trio's sandwich: check for cancellation, try the syscall,
 and only on EAGAIN wait (that wait is the schedule point); if we never
@@ -20,15 +19,38 @@ layer per call would cost more than the syscall on small messages.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from ._endpoints import StreamEndpoint
-from ._io import ConflictDetector, FdHolder, SocketAccess
+from ._endpoints import ListenerEndpoint, StreamEndpoint
+from ._errors import PacketeerError
+from ._io import (
+    FIRST_PAUSE,
+    MAX_PAUSE,
+    SHORT_OF_MEMORY,
+    Checkpoint,
+    ConflictDetector,
+    Face,
+    FaceHooks,
+    FdHolder,
+    SocketAccess,
+    WaitFd,
+)
+from ._url import URL
+
+__all__ = [
+    "DEFAULT_RECEIVE_SIZE",
+    "FIRST_PAUSE",
+    "MAX_PAUSE",
+    "SHORT_OF_MEMORY",
+    "ListenerIO",
+    "PipeIO",
+    "SocketIO",
+    "max_bytes_or_default",
+]
 
 DEFAULT_RECEIVE_SIZE = 65536
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -42,85 +64,6 @@ def max_bytes_or_default(max_bytes: int | None) -> int:
     if max_bytes < 1:
         raise ValueError("max_bytes must be >= 1")
     return max_bytes
-
-
-WaitFd = Callable[[int], Awaitable[None]]
-Checkpoint = Callable[[], Awaitable[None]]
-
-# A send or receive the kernel refused for lack of memory did nothing, and
-# memory comes back: like a blocking call, which would sleep in the kernel
-# until then, the loops pause (1 ms, doubling up to 100 ms) and try again.
-SHORT_OF_MEMORY = frozenset({errno.ENOMEM, errno.ENOBUFS})
-FIRST_PAUSE = 0.001
-MAX_PAUSE = 0.1
-
-
-@dataclasses.dataclass(frozen=True)
-class Waits:
-    """One face's (or one anyio backend's) primitives, bound into each object.
-
-    ``closed_exception`` is what its waits raise when the descriptor is
-    closed under them (after ``notify_closing``).
-    """
-
-    checkpoint: Checkpoint
-    checkpoint_if_cancelled: Checkpoint
-    cancel_shielded_checkpoint: Checkpoint
-    wait_readable: WaitFd
-    wait_writable: WaitFd
-    notify_closing: Callable[[int], None]
-    sleep: Callable[[float], Awaitable[None]]
-    closed_exception: type[Exception]
-
-
-class FaceHooks:
-    """What a face binds for the loops below (declared here for the types)."""
-
-    _closed: bool
-    _on_close: Callable[[], None] | None
-    _send_conflict: ConflictDetector
-    _receive_conflict: ConflictDetector
-    _wait_readable: Callable[[int], Awaitable[None]]
-    _wait_writable: Callable[[int], Awaitable[None]]
-    _checkpoint: Callable[[], Awaitable[None]]
-    _checkpoint_if_cancelled: Callable[[], Awaitable[None]]
-    _cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
-    _notify_closing: Callable[[int], None]
-    _sleep: Callable[[float], Awaitable[None]]
-    _closed_exception: type[Exception]
-
-    def _bind(self, waits: Waits) -> None:
-        # Bound once per object: the loops call these directly, and an
-        # attribute load is all a call costs beyond the primitive itself.
-        self._checkpoint = waits.checkpoint
-        self._checkpoint_if_cancelled = waits.checkpoint_if_cancelled
-        self._cancel_shielded_checkpoint = waits.cancel_shielded_checkpoint
-        self._wait_readable = waits.wait_readable
-        self._wait_writable = waits.wait_writable
-        self._notify_closing = waits.notify_closing
-        self._sleep = waits.sleep
-        self._closed_exception = waits.closed_exception
-
-    def _closed_error(self) -> Exception:  # pragma: no cover - each face's own
-        raise NotImplementedError
-
-    def _broken(self, exc: OSError) -> Exception:  # pragma: no cover
-        raise NotImplementedError
-
-    async def _pause_for_memory(self, exc: OSError, pause: float) -> float:
-        """After ENOMEM/ENOBUFS, sleep *pause* and return the next one; any
-        other error is raised as the face's broken (or closed) error."""
-        if exc.errno not in SHORT_OF_MEMORY or self._closed:
-            raise self._broken(exc) from exc
-        await self._sleep(pause)
-        if self._closed:  # closed while we slept: the fd number is not ours
-            raise self._closed_error()
-        return min(pause * 2, MAX_PAUSE)
-
-    def _run_on_close(self) -> None:
-        if self._on_close is not None:
-            on_close, self._on_close = self._on_close, None
-            on_close()
 
 
 class SocketIO(SocketAccess, FaceHooks):
@@ -253,8 +196,10 @@ class PipeIO(FaceHooks):
         self._writer = None if write_fd is None else FdHolder(write_fd)
         self._eof_needs_hangup = endpoint.eof_needs_hangup
 
-    def _one_way_error(self, side: str) -> Exception:  # pragma: no cover
-        raise NotImplementedError
+    def _one_way_error(self, side: str) -> Exception:
+        if self._closed:
+            return self._closed_error()
+        return self._closed_exception(f"{self.url}: this end has no {side} side")
 
     @property
     def can_send(self) -> bool:
@@ -372,3 +317,76 @@ class PipeIO(FaceHooks):
                     holder.close()
             self._run_on_close()
         await self._checkpoint()
+
+
+class ListenerIO:
+    """accept / aclose / fileno over a listener endpoint, for both faces.
+
+    A face binds its waits (:meth:`._io.FaceHooks._bind`) and a conflict
+    detector, then wraps what :meth:`_accept_endpoint` returns in its own
+    stream class.
+    """
+
+    url: URL
+    _endpoint: ListenerEndpoint
+    _closed: bool
+    _conflict: ConflictDetector
+    _checkpoint: Checkpoint
+    _checkpoint_if_cancelled: Checkpoint
+    _cancel_shielded_checkpoint: Checkpoint
+    _wait_readable: WaitFd
+    _notify_closing: Callable[[int], None]
+    _closed_exception: type[Exception]
+
+    def _init_listener(self, endpoint: ListenerEndpoint, face: Face, busy: str) -> None:
+        self._endpoint = endpoint
+        self.url = endpoint.url
+        self._closed = False
+        self._conflict = ConflictDetector(busy, face.busy_exception)
+        self._checkpoint = face.checkpoint
+        self._checkpoint_if_cancelled = face.checkpoint_if_cancelled
+        self._cancel_shielded_checkpoint = face.cancel_shielded_checkpoint
+        self._wait_readable = face.wait_readable
+        self._notify_closing = face.notify_closing
+        self._closed_exception = face.closed_exception
+
+    def _closed_error(self) -> Exception:
+        return self._closed_exception(f"{self.url}: listener was closed")
+
+    async def _accept_endpoint(self) -> tuple[StreamEndpoint, bool]:
+        """The next connection, and whether we waited for it (a schedule
+        point: if not, the caller ends with a cancel-shielded checkpoint,
+        after it owns the connection). Call it under ``self._conflict``."""
+        await self._checkpoint_if_cancelled()
+        waited = False
+        while True:
+            if self._closed:
+                raise self._closed_error()
+            endpoint = self._endpoint.try_accept()
+            if endpoint is not None:
+                return endpoint, waited
+            await self._endpoint.wait_acceptable(self._wait_readable)
+            waited = True
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for fd in self._endpoint.fds():
+                self._notify_closing(fd)
+            self._endpoint.close()
+        await self._checkpoint()
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets (empty for a FIFO)."""
+        return self._endpoint.sockets()
+
+    def fileno(self) -> int:
+        """The (first) listening descriptor."""
+        fds = self._endpoint.fds()
+        if not fds:
+            raise PacketeerError(f"{self.url}: listener has no descriptor")
+        return fds[0]
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.url}{' closed' if self._closed else ''}>"

@@ -1,15 +1,56 @@
-"""The small shared pieces of the I/O core: owning fds, detecting conflicts.
+"""The I/O core's contract with the faces, and its small shared pieces.
 
-The send/receive loops themselves are written out inline in each face's
-classes (:mod:`._stream`, :mod:`._datagram`, :mod:`.anyio_compat`): a helper
-layer per call would cost more than the syscall on small messages.
+A face (trio's in :mod:`._trio`, anyio's in :mod:`._anyio`) hands the core a
+:class:`Face`: how to wait and checkpoint, and which exceptions to raise.
+Each object binds it once (:meth:`FaceHooks._bind`); the loops of
+:mod:`._fdio`, :mod:`._datagram_core` and :mod:`._packet_core` then call the
+bound primitives directly, and build their "closed" and "broken" errors from
+the face's classes. Also here: owning a raw fd, detecting two tasks in one
+direction, and the socket accessors every socket-backed class has.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from types import TracebackType
+
+from ._url import URL
+
+WaitFd = Callable[[int], Awaitable[None]]
+Checkpoint = Callable[[], Awaitable[None]]
+
+# A send or receive the kernel refused for lack of memory did nothing, and
+# memory comes back: like a blocking call, which would sleep in the kernel
+# until then, the loops pause (1 ms, doubling up to 100 ms) and try again.
+SHORT_OF_MEMORY = frozenset({errno.ENOMEM, errno.ENOBUFS})
+FIRST_PAUSE = 0.001
+MAX_PAUSE = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """What one face (or one anyio backend) supplies to the core.
+
+    The waits and checkpoints, and the face's exception classes:
+    ``closed_exception`` (also what its waits raise when the descriptor is
+    closed under them, after ``notify_closing``), ``broken_exception`` (the
+    connection failed) and ``busy_exception`` (two tasks in one direction).
+    """
+
+    checkpoint: Checkpoint
+    checkpoint_if_cancelled: Checkpoint
+    cancel_shielded_checkpoint: Checkpoint
+    wait_readable: WaitFd
+    wait_writable: WaitFd
+    notify_closing: Callable[[int], None]
+    sleep: Callable[[float], Awaitable[None]]
+    closed_exception: type[Exception]
+    broken_exception: type[Exception]
+    busy_exception: type[Exception]
 
 
 class FdHolder:
@@ -66,6 +107,73 @@ class ConflictDetector:
         traceback: TracebackType | None,
     ) -> None:
         self._held = False
+
+
+class FaceHooks:
+    """The face's primitives, bound into each object, and the errors built
+    from its exception classes. ``_noun`` names the object in messages."""
+
+    url: URL
+    _noun = "stream"
+    _closed: bool
+    _on_close: Callable[[], None] | None
+    _send_conflict: ConflictDetector
+    _receive_conflict: ConflictDetector
+    _wait_readable: WaitFd
+    _wait_writable: WaitFd
+    _checkpoint: Checkpoint
+    _checkpoint_if_cancelled: Checkpoint
+    _cancel_shielded_checkpoint: Checkpoint
+    _notify_closing: Callable[[int], None]
+    _sleep: Callable[[float], Awaitable[None]]
+    _closed_exception: type[Exception]
+    _broken_exception: type[Exception]
+
+    def _bind(self, face: Face) -> None:
+        # Bound once per object: the loops call these directly, and an
+        # attribute load is all a call costs beyond the primitive itself.
+        self._checkpoint = face.checkpoint
+        self._checkpoint_if_cancelled = face.checkpoint_if_cancelled
+        self._cancel_shielded_checkpoint = face.cancel_shielded_checkpoint
+        self._wait_readable = face.wait_readable
+        self._wait_writable = face.wait_writable
+        self._notify_closing = face.notify_closing
+        self._sleep = face.sleep
+        self._closed_exception = face.closed_exception
+        self._broken_exception = face.broken_exception
+
+    def _conflicts(self, face: Face, sending: str, receiving: str) -> None:
+        """One detector per direction, raising the face's busy error."""
+        self._send_conflict = ConflictDetector(sending, face.busy_exception)
+        self._receive_conflict = ConflictDetector(receiving, face.busy_exception)
+
+    def _closed_error(self) -> Exception:
+        return self._closed_exception(f"{self.url}: this {self._noun} was closed")
+
+    def _broken(self, exc: OSError) -> Exception:
+        if self._closed or exc.errno == errno.EBADF:
+            return self._closed_error()
+        return self._broken_exception(f"{self.url}: {exc.strerror or exc}")
+
+    async def _pause_for_memory(self, exc: OSError, pause: float) -> float:
+        """After ENOMEM/ENOBUFS, sleep *pause* and return the next one; any
+        other error is raised as the face's broken (or closed) error."""
+        if exc.errno not in SHORT_OF_MEMORY or self._closed:
+            raise self._broken(exc) from exc
+        await self._sleep(pause)
+        if self._closed:  # closed while we slept: the fd number is not ours
+            raise self._closed_error()
+        return min(pause * 2, MAX_PAUSE)
+
+    def _run_on_close(self) -> None:
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    def __repr__(self) -> str:
+        # The public type a verb promised, where the class itself is private.
+        name = getattr(self, "_shown_as", type(self).__name__)
+        return f"<{name} {self.url}{' closed' if self._closed else ''}>"
 
 
 class SocketAccess:

@@ -25,12 +25,12 @@ from typing import Literal, TypeVar, final
 import trio
 
 from . import schemes  # noqa: F401  (each scheme module registers itself)
+from ._accept import capped_backlog
 from ._endpoints import (
     DatagramEndpoint,
     ListenerEndpoint,
     PacketEndpoint,
     StreamEndpoint,
-    capped_backlog,
 )
 from ._errors import InvalidURL
 from ._registry import AnyScheme, Scheme, UserScheme, lookup

@@ -6,9 +6,8 @@ A tun/tap fd is not a socket: ``read()`` returns exactly one packet and
 the syscall, on EAGAIN a wait (the schedule point), else a closing
 ``cancel_shielded_checkpoint()``. ``Cancelled`` can only arrive before a
 packet leaves or is taken from the kernel. The trio face
-(:mod:`._packet`) and the anyio face (:mod:`._anyio._datagram`) bind their
-waits (:class:`._fdio.Waits`) and name their resource errors; nothing else
-differs.
+(:mod:`._trio._packet`) and the anyio face (:mod:`._anyio._datagram`) bind
+their :class:`._io.Face`; nothing else differs.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ import os
 from ._datagram_core import check_size
 from ._endpoints import PacketEndpoint
 from ._errors import with_url
-from ._fdio import FaceHooks
-from ._io import FdHolder
-from ._url import URL
+from ._io import FaceHooks, FdHolder
 
 # Any tun/tap packet fits: an MTU of at most 65535, plus an Ethernet and VLAN
 # header (tap) or the 4-byte packet-info header (?pi=1).
@@ -34,12 +31,10 @@ _EBADFD = getattr(errno, "EBADFD", -1)
 class PacketIO(FaceHooks):
     """send / receive of whole packets, aclose, and the error messages.
 
-    A face sets ``_broken_exception`` (its BrokenResourceError), binds its
-    waits and conflict detectors, and defines ``_closed_error()``.
+    A face binds its :class:`._io.Face` and conflict detectors.
     """
 
-    url: URL
-    _broken_exception: type[Exception]
+    _noun = "channel"
 
     def _init_packet(self, endpoint: PacketEndpoint) -> None:
         self.url = endpoint.url
@@ -120,6 +115,11 @@ class PacketIO(FaceHooks):
         """The device's descriptor (-1 once closed). Don't close it behind our back."""
         return self._holder.fd
 
+    def _scheduler_fds(self) -> tuple[int | None, int | None]:
+        if self._holder.closed:
+            raise self._closed_error()
+        return self._holder.fd, self._holder.fd
+
     def _error(self, exc: OSError, action: str, data: Data | None = None) -> Exception:
         if self._holder.closed or exc.errno == errno.EBADF:
             return self._closed_error()
@@ -142,7 +142,3 @@ class PacketIO(FaceHooks):
                 "of this device's kind",
             )
         return with_url(exc, self.url, action)
-
-    def __repr__(self) -> str:
-        state = " closed" if self._holder.closed else ""
-        return f"<{type(self).__name__} {self.url}{state}>"

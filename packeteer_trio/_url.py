@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Iterator, Mapping
+from typing import final
 from urllib.parse import quote, unquote
 
 from ._errors import InvalidURL
@@ -29,6 +30,7 @@ _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 _QUERY_SAFE = "-._~!$'()*+,;:@/"
 
 
+@final
 class Query(Mapping[str, str]):
     """A read-only, hashable mapping of normalised query options."""
 
@@ -58,6 +60,7 @@ class Query(Mapping[str, str]):
         return f"Query({self._items!r})"
 
 
+@final
 @dataclasses.dataclass(frozen=True)
 class URL:
     """A parsed, normalised connector URL.

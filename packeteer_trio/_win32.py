@@ -47,7 +47,7 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, wait_overlapped
 
 from ._trio_ffi import trio_ffi
-from .schemes.pipe import (
+from ._winerror import (
     ERROR_IO_PENDING,
     ERROR_MORE_DATA,
     ERROR_NO_DATA,
@@ -134,8 +134,8 @@ _SetNamedPipeHandleState = _bind(
 class WinError(OSError):
     """Raised by the helpers below: ``winerror`` is the Win32 code.
 
-    Callers translate it with :func:`.schemes.pipe.pipe_error` (connect,
-    listen) or into trio's stream exceptions.
+    Callers translate it with ``schemes.pipe.pipe_error`` (connect, listen)
+    or into trio's stream exceptions.
     """
 
     def __init__(self, code: int) -> None:

@@ -39,7 +39,7 @@ and exceptions differ.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 import anyio
 import anyio.abc
@@ -158,6 +158,7 @@ async def connect_datagram(
         raise
 
 
+@final
 class URLConnectable(anyio.abc.ByteStreamConnectable):
     """Connects to a URL: hand it to anyio code that takes a connectable.
 

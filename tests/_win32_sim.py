@@ -1,7 +1,7 @@
 """A simulated Windows kernel for running the Windows pipe code on POSIX.
 
 :func:`load` imports the real ``packeteer_trio._win32``,
-``packeteer_trio._stream_windows`` and ``packeteer_trio.schemes._pipe_windows``
+``packeteer_trio._trio._stream_windows`` and ``packeteer_trio.schemes._pipe_windows``
 with kernel32 (through ``ctypes.WinDLL``) and trio's IOCP functions
 (``wait_overlapped``, ``write_overlapped``, ``register_with_iocp``) replaced by
 this model, so every line of those modules runs on Linux CI.
@@ -62,7 +62,7 @@ INVALID_HANDLE_VALUE = ctypes.c_void_p(-1).value
 
 MODULES = (
     "packeteer_trio._win32",
-    "packeteer_trio._stream_windows",
+    "packeteer_trio._trio._stream_windows",
     "packeteer_trio.schemes._pipe_windows",
 )
 
@@ -465,7 +465,7 @@ class Simulated:
     def __init__(self, kernel: Kernel, modules: dict[str, ModuleType]) -> None:
         self.kernel = kernel
         self.win32 = modules["packeteer_trio._win32"]
-        self.stream_windows = modules["packeteer_trio._stream_windows"]
+        self.stream_windows = modules["packeteer_trio._trio._stream_windows"]
         self.pipe_windows = modules["packeteer_trio.schemes._pipe_windows"]
 
     def check_clean(self) -> None:
@@ -484,7 +484,7 @@ def load(monkeypatch: pytest.MonkeyPatch) -> Simulated:
     """
     import ctypes.wintypes  # imported before sys.platform is patched below
 
-    import packeteer_trio._stream as stream_module
+    import packeteer_trio._trio._stream as stream_module
     from packeteer_trio import _registry
     from packeteer_trio.schemes import anon, pipe
 
@@ -538,13 +538,14 @@ def load(monkeypatch: pytest.MonkeyPatch) -> Simulated:
 def unload() -> None:
     """Forget the Windows modules (so a POSIX process is as before)."""
     import packeteer_trio
+    import packeteer_trio._trio
     import packeteer_trio.schemes
 
     for name in MODULES:
         sys.modules.pop(name, None)
     for package, attribute in (
         (packeteer_trio, "_win32"),
-        (packeteer_trio, "_stream_windows"),
+        (packeteer_trio._trio, "_stream_windows"),
         (packeteer_trio.schemes, "_pipe_windows"),
     ):
         if attribute in vars(package):

@@ -18,7 +18,7 @@ import pytest
 
 import packeteer_trio as pt
 from packeteer_trio import anyio_compat as pa
-from packeteer_trio._endpoints import SocketListenerEndpoint
+from packeteer_trio.schemes._listener import SocketListenerEndpoint
 
 from .conftest import open_fds
 

@@ -21,6 +21,7 @@ import trio.testing
 
 import packeteer_trio as p7r
 from packeteer_trio import URL, InvalidURL
+from packeteer_trio._trio._datagram import OSDatagramChannel
 
 from .conftest import open_fds
 
@@ -591,6 +592,7 @@ async def test_windows_udp_reset_is_refused() -> None:
     # Windows reports an ICMP port unreachable as WSAECONNRESET from recv();
     # callers get the same ConnectionRefusedError as on POSIX.
     async with await p7r.connect_datagram("udp4://127.0.0.1:9") as chan:
+        assert isinstance(chan, OSDatagramChannel)  # the class over a socket
         error = chan._error(ConnectionResetError(errno.ECONNRESET, "reset"), "receive")
     assert isinstance(error, ConnectionRefusedError)
     assert "udp4://127.0.0.1:9" in str(error) and "nothing is receiving" in str(error)

@@ -15,6 +15,7 @@ import trio.testing
 import packeteer_trio as pt
 from packeteer_trio import URL
 from packeteer_trio import anyio_compat as pa
+from packeteer_trio._trio._listener import OSListener
 from packeteer_trio.scheduler import Events, open_scheduler
 
 # -- an in-process stream scheme: mem://NAME --------------------------------------
@@ -273,7 +274,7 @@ async def test_factory_returning_packeteer_objects_is_not_wrapped() -> None:
     pt.register_scheme("alias", Alias({"web": "tcp://127.0.0.1:0"}))
     try:
         listener = await pt.listen("alias://web")
-        assert type(listener) is pt.Listener
+        assert type(listener) is OSListener  # packeteer's own, not wrapped
         stream = await pt.connect("alias://web")
         assert isinstance(stream, pt.SocketStream)
         accepted = await listener.accept()

@@ -26,13 +26,10 @@ import trio
 import packeteer_trio as pt
 from packeteer_trio import URL, _registry
 from packeteer_trio import anyio_compat as pa
+from packeteer_trio._accept import IGNORABLE_ACCEPT_ERRNOS
 from packeteer_trio._api import serve_listeners
-from packeteer_trio._endpoints import (
-    IGNORABLE_ACCEPT_ERRNOS,
-    ListenerEndpoint,
-    StreamEndpoint,
-    WaitFd,
-)
+from packeteer_trio._endpoints import ListenerEndpoint, StreamEndpoint, WaitFd
+from packeteer_trio._trio._listener import OSListener
 from packeteer_trio.schemes import _inet
 
 from .conftest import posix_only
@@ -252,7 +249,7 @@ async def test_trio_serve_drops_failed_accepts_of_any_endpoint() -> None:
 
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            listener = pt.Listener(endpoint)
+            listener = OSListener(endpoint)
             await nursery.start(serve_listeners, echo, [listener])
             async with await pt.connect(listener.url) as client:
                 await client.send_all(b"any endpoint")

@@ -178,7 +178,7 @@ def test_windows_modules_are_never_loaded_on_posix() -> None:
         trio.run(main)
         loaded = [m for m in sys.modules if "windows" in m or "_win32" in m]
         print(sorted(m for m in loaded if m.startswith("packeteer_trio")))
-        for name in ("packeteer_trio._win32", "packeteer_trio._stream_windows",
+        for name in ("packeteer_trio._win32", "packeteer_trio._trio._stream_windows",
                      "packeteer_trio.schemes._pipe_windows"):
             try:
                 __import__(name)

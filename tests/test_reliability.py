@@ -41,6 +41,7 @@ import trio.testing
 
 import packeteer_trio as pt
 from packeteer_trio import anyio_compat as pa
+from packeteer_trio._trio._listener import OSListener
 
 from .conftest import has_ipv6_loopback, open_fds
 
@@ -917,7 +918,7 @@ async def test_serve_closes_everything_on_the_way_out(tmp_path: Path) -> None:
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(pt.serve, url, lazy)
-        assert [type(listener) for listener in listeners] == [pt.Listener]
+        assert [type(listener) for listener in listeners] == [OSListener]
         async with await pt.connect(url):
             await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()

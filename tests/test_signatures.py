@@ -36,20 +36,24 @@ import packeteer_trio as pt
 import packeteer_trio._anyio._datagram
 import packeteer_trio._anyio._listener
 import packeteer_trio._anyio._stream
-import packeteer_trio._datagram
-import packeteer_trio._extend
-import packeteer_trio._packet
-import packeteer_trio._stream
+import packeteer_trio._trio._abc
+import packeteer_trio._trio._datagram
+import packeteer_trio._trio._listener
+import packeteer_trio._trio._packet
+import packeteer_trio._trio._stream
+import packeteer_trio._trio._wrapped
 from packeteer_trio import anyio_compat as pa
 
 from . import _win32_sim
 from .conftest import linux_only, posix_only
 
 FACE_MODULES: list[ModuleType] = [
-    packeteer_trio._stream,
-    packeteer_trio._datagram,
-    packeteer_trio._packet,
-    packeteer_trio._extend,
+    packeteer_trio._trio._abc,
+    packeteer_trio._trio._stream,
+    packeteer_trio._trio._listener,
+    packeteer_trio._trio._datagram,
+    packeteer_trio._trio._packet,
+    packeteer_trio._trio._wrapped,
     packeteer_trio.anyio_compat,
     packeteer_trio._anyio._stream,
     packeteer_trio._anyio._datagram,
@@ -210,7 +214,7 @@ def test_windows_handle_stream_has_the_abc_signatures(
 ) -> None:
     """HandleStream too: the real module on Windows, the simulated one elsewhere."""
     if sys.platform == "win32":  # pragma: no cover
-        import packeteer_trio._stream_windows as module
+        import packeteer_trio._trio._stream_windows as module
     else:
         pytest.importorskip("_cffi_backend", reason="the simulation uses trio's cffi")
         module = _win32_sim.load(monkeypatch).stream_windows

@@ -111,7 +111,7 @@ async def test_local_abstract_half_closeable() -> None:
 def split(stream: Stream) -> StreamPair:
     """An anon:// stream's (send, receive) halves."""
     if sys.platform == "win32":
-        from packeteer_trio._stream_windows import HandleStream
+        from packeteer_trio._trio._stream_windows import HandleStream
 
         assert isinstance(stream, HandleStream)
     else:

@@ -12,17 +12,18 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import trio
 
-from .._fdio import Waits
+from .._io import Face
 from .._url import URL
 
 
+@final
 class PacketeerAttribute(anyio.TypedAttributeSet):
     """Typed attributes that packeteer_trio's anyio objects add to anyio's.
 
@@ -54,7 +55,7 @@ async def _trio_wait_writable(fd: int) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Backend(Waits):
+class Backend(Face):
     """The primitives of one anyio backend (errors always anyio's)."""
 
     is_trio: bool = False
@@ -70,6 +71,8 @@ TRIO = Backend(
     notify_closing=trio.lowlevel.notify_closing,
     sleep=trio.sleep,
     closed_exception=anyio.ClosedResourceError,
+    broken_exception=anyio.BrokenResourceError,
+    busy_exception=anyio.BusyResourceError,
 )
 
 ANYIO = Backend(
@@ -82,6 +85,8 @@ ANYIO = Backend(
     notify_closing=anyio.notify_closing,
     sleep=anyio.sleep,
     closed_exception=anyio.ClosedResourceError,
+    broken_exception=anyio.BrokenResourceError,
+    busy_exception=anyio.BusyResourceError,
 )
 
 

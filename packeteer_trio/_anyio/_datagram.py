@@ -21,7 +21,7 @@ or to receive; other ``OSError``\\s naming the URL.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, final
 
 import anyio
 import anyio.abc
@@ -34,7 +34,6 @@ from .._datagram_core import (
     DatagramCore,
 )
 from .._endpoints import DatagramEndpoint, PacketEndpoint
-from .._io import ConflictDetector
 from .._packet_core import PacketIO
 from .._url import URL
 from ._backend import PacketeerAttribute, current_backend, socket_attributes
@@ -42,30 +41,26 @@ from ._backend import PacketeerAttribute, current_backend, socket_attributes
 __all__ = ["DEFAULT_MAX_SIZE", "DatagramChannel", "DatagramSocket", "PacketChannel"]
 
 
-class _DatagramBase(DatagramCore):
+class _AnyioDatagram(DatagramCore):
     """anyio's waits and resource errors, bound to the shared datagram core."""
 
     def __init__(self, endpoint: DatagramEndpoint) -> None:
         super().__init__(endpoint)
-        self._send_conflict = ConflictDetector("sending to", anyio.BusyResourceError)
-        self._receive_conflict = ConflictDetector(
-            "receiving from", anyio.BusyResourceError
-        )
-        self._bind(current_backend())
+        backend = current_backend()
+        self._bind(backend)
+        self._conflicts(backend, "sending to", "receiving from")
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return socket_attributes(self._sock, self.url)
 
-    def _closed_error(self) -> anyio.ClosedResourceError:
-        return anyio.ClosedResourceError(f"{self.url}: this datagram socket was closed")
-
 
 Packet = tuple[bytes, URL]
 
 
+@final
 class DatagramSocket(
-    BoundDatagramIO, _DatagramBase, anyio.abc.UnreliableObjectStream[Packet]
+    BoundDatagramIO, _AnyioDatagram, anyio.abc.UnreliableObjectStream[Packet]
 ):
     """A bound, unconnected datagram socket: items are ``(data, address)``.
 
@@ -90,8 +85,9 @@ class DatagramSocket(
         return self.receive_from(max_size)
 
 
+@final
 class DatagramChannel(
-    ConnectedDatagramIO, _DatagramBase, anyio.abc.UnreliableObjectStream[bytes]
+    ConnectedDatagramIO, _AnyioDatagram, anyio.abc.UnreliableObjectStream[bytes]
 ):
     """A connected datagram socket: ``send(data)``/``receive()``, one datagram each.
 
@@ -107,6 +103,7 @@ class DatagramChannel(
         return ConnectedDatagramIO.send(self, item)
 
 
+@final
 class PacketChannel(PacketIO, anyio.abc.UnreliableObjectStream[bytes]):
     """Whole packets of a tun/tap device (``connect_datagram("tun://")``).
 
@@ -117,15 +114,11 @@ class PacketChannel(PacketIO, anyio.abc.UnreliableObjectStream[bytes]):
     (keyword-only, default 65600) is an OSError(EMSGSIZE), never cut.
     """
 
-    _broken_exception = anyio.BrokenResourceError
-
     def __init__(self, endpoint: PacketEndpoint) -> None:
         self._init_packet(endpoint)
-        self._send_conflict = ConflictDetector("sending to", anyio.BusyResourceError)
-        self._receive_conflict = ConflictDetector(
-            "receiving from", anyio.BusyResourceError
-        )
-        self._bind(current_backend())
+        backend = current_backend()
+        self._bind(backend)
+        self._conflicts(backend, "sending to", "receiving from")
 
     def send(self, item: Data) -> Coroutine[Any, Any, None]:
         """Write one packet."""
@@ -134,6 +127,3 @@ class PacketChannel(PacketIO, anyio.abc.UnreliableObjectStream[bytes]):
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return {PacketeerAttribute.url: lambda: self.url}
-
-    def _closed_error(self) -> anyio.ClosedResourceError:
-        return anyio.ClosedResourceError(f"{self.url}: this channel was closed")

@@ -8,30 +8,27 @@ are served alike; each accepted endpoint becomes a stream via
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, final
 
 import anyio
 import anyio.abc
 
-from .._endpoints import (
+from .._accept import (
     ACCEPT_CAPACITY_ERRNOS,
     ACCEPT_RETRY_PAUSE,
     IGNORABLE_ACCEPT_ERRNOS,
     AcceptBurst,
-    ListenerEndpoint,
-    SocketListenerEndpoint,
 )
-from .._errors import PacketeerError
-from .._io import ConflictDetector
-from .._url import URL
+from .._endpoints import ListenerEndpoint
+from .._fdio import ListenerIO
 from ._backend import PacketeerAttribute, current_backend, socket_attributes
 from ._stream import wrap_stream
 
 
-class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
+@final
+class Listener(ListenerIO, anyio.abc.Listener[anyio.abc.ByteStream]):
     """Accepts byte streams on a URL; ``url`` is the bound address.
 
     Socket listeners provide :class:`anyio.abc.SocketAttribute`'s ``family``,
@@ -40,49 +37,19 @@ class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
     """
 
     def __init__(self, endpoint: ListenerEndpoint) -> None:
-        self._endpoint = endpoint
-        self._url = endpoint.url
-        self._closed = False
-        self._conflict = ConflictDetector("accepting from", anyio.BusyResourceError)
-        backend = current_backend()
-        self._checkpoint = backend.checkpoint
-        self._checkpoint_if_cancelled = backend.checkpoint_if_cancelled
-        self._cancel_shielded_checkpoint = backend.cancel_shielded_checkpoint
-        self._wait_readable = backend.wait_readable
-        self._notify_closing = backend.notify_closing
-
-    @property
-    def url(self) -> URL:
-        """The bound address, with the real port (``tcp4://127.0.0.1:40123``)."""
-        return self._url
-
-    @property
-    def sockets(self) -> list[socket.socket]:
-        """The listening sockets (empty for a FIFO)."""
-        if isinstance(self._endpoint, SocketListenerEndpoint):
-            return list(self._endpoint.socks)
-        return []
+        self._init_listener(endpoint, current_backend(), "accepting from")
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         socks = self.sockets
         if socks:
-            return socket_attributes(socks[0], self._url)
-        return {PacketeerAttribute.url: lambda: self._url}
+            return socket_attributes(socks[0], self.url)
+        return {PacketeerAttribute.url: lambda: self.url}
 
     async def accept(self) -> anyio.abc.ByteStream:
         """Wait for the next connection and return its stream."""
         with self._conflict:
-            await self._checkpoint_if_cancelled()
-            waited = False
-            while True:
-                if self._closed:
-                    raise anyio.ClosedResourceError(f"{self._url}: listener was closed")
-                endpoint = self._endpoint.try_accept()
-                if endpoint is not None:
-                    break
-                await self._endpoint.wait_acceptable(self._wait_readable)
-                waited = True
+            endpoint, waited = await self._accept_endpoint()
             stream = await wrap_stream(endpoint)
             if not waited:
                 await self._cancel_shielded_checkpoint()
@@ -115,26 +82,8 @@ class Listener(anyio.abc.Listener[anyio.abc.ByteStream]):
                         continue
                     if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
-                    burst.failed(self._url, exc)
+                    burst.failed(self.url, exc)
                     await anyio.sleep(ACCEPT_RETRY_PAUSE)
                     continue
-                burst.succeeded(self._url)
+                burst.succeeded(self.url)
                 task_group.start_soon(handler, stream)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            for fd in self._endpoint.fds():
-                self._notify_closing(fd)
-            self._endpoint.close()
-        await self._checkpoint()
-
-    def fileno(self) -> int:
-        """The (first) listening descriptor."""
-        fds = self._endpoint.fds()
-        if not fds:
-            raise PacketeerError(f"{self._url}: listener has no descriptor")
-        return fds[0]
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._url}{' closed' if self._closed else ''}>"

@@ -1,6 +1,7 @@
 """The anyio face of byte streams: lean loops over fds, or anyio's own streams.
 
-Which class moves the bytes depends on the backend (see ARCHITECTURE.md):
+Which class moves the bytes depends on the backend (measured, see the
+"anyio on asyncio and uvloop" section of ``benchmarks/README.md``):
 
 - sockets under asyncio: anyio's own stream, made with ``from_socket`` from
   the socket the scheme already connected (transports are the fast path
@@ -14,51 +15,36 @@ Which class moves the bytes depends on the backend (see ARCHITECTURE.md):
 from __future__ import annotations
 
 import array
-import errno
 import socket
 import sys
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from io import IOBase
-from typing import Any
+from typing import Any, final
 
 import anyio
 import anyio.abc
 
 from .._endpoints import StreamEndpoint
 from .._errors import PacketeerError
-from .._fdio import FIRST_PAUSE, FaceHooks, PipeIO, SocketIO
-from .._io import ConflictDetector
+from .._fdio import FIRST_PAUSE, PipeIO, SocketIO
+from .._io import FaceHooks
 from .._url import URL
 from ._backend import Backend, PacketeerAttribute, current_backend
 
 
-class _LeanBase(FaceHooks):
-    """State and error mapping shared by the lean socket and pipe streams."""
+class _Lean(FaceHooks):
+    """State, errors and anyio's ``receive`` for the lean socket and pipe
+    streams (the loops come from :mod:`.._fdio`)."""
 
-    def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
-        self._url = endpoint.url
+    def _start(self, endpoint: StreamEndpoint, backend: Backend) -> None:
+        self.url = endpoint.url
         self._on_close = endpoint.on_close
         self._closed = False
-        self._send_conflict = ConflictDetector("sending to", anyio.BusyResourceError)
-        self._receive_conflict = ConflictDetector(
-            "receiving from", anyio.BusyResourceError
-        )
         self._bind(backend)
+        self._conflicts(backend, "sending to", "receiving from")
 
-    @property
-    def url(self) -> URL:
-        """The URL this stream was opened with, narrowed and resolved."""
-        return self._url
-
-    def _closed_error(self) -> anyio.ClosedResourceError:
-        return anyio.ClosedResourceError(f"{self._url}: this stream was closed")
-
-    def _broken(
-        self, exc: OSError
-    ) -> anyio.ClosedResourceError | anyio.BrokenResourceError:
-        if self._closed or exc.errno == errno.EBADF:
-            return self._closed_error()
-        return anyio.BrokenResourceError(f"{self._url}: {exc.strerror or exc}")
+    # SocketIO's or PipeIO's, earlier in the MRO of each class below.
+    receive_some: Callable[[int | None], Awaitable[bytes]]
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         data = await self.receive_some(max_bytes)
@@ -66,19 +52,12 @@ class _LeanBase(FaceHooks):
             raise anyio.EndOfStream
         return data
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        raise NotImplementedError  # pragma: no cover - from SocketIO / PipeIO
 
-    def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return f"<{type(self).__name__} {self._url}{state}>"
-
-
-class LeanSocketStream(SocketIO, _LeanBase, anyio.abc.SocketStream):
+class _LeanSocket(SocketIO, _Lean):
     """A connected socket moved by the lean loop (anyio's trio backend)."""
 
     def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
-        super().__init__(endpoint, backend)
+        self._start(endpoint, backend)
         self._init_socket(endpoint)
 
     # anyio's name (and parameter name: callers pass ``send(item=...)``) for
@@ -91,17 +70,27 @@ class LeanSocketStream(SocketIO, _LeanBase, anyio.abc.SocketStream):
     def _raw_socket(self) -> socket.socket:
         return self._sock
 
+
+@final
+class LeanSocketStream(_LeanSocket, anyio.abc.SocketStream):
+    """A connected IP socket moved by the lean loop (anyio's trio backend)."""
+
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return {**super().extra_attributes, PacketeerAttribute.url: lambda: self._url}
+        return {**super().extra_attributes, PacketeerAttribute.url: lambda: self.url}
 
 
-class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
+@final
+class LeanUNIXSocketStream(_LeanSocket, anyio.abc.UNIXSocketStream):
     """A connected AF_UNIX socket moved by a lean loop; passes descriptors too."""
 
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return {**super().extra_attributes, PacketeerAttribute.url: lambda: self.url}
+
     async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
-        if sys.platform == "win32":  # pragma: no cover - AF_UNIX is POSIX only
-            raise NotImplementedError
+        if sys.platform == "win32":  # pragma: no cover - CPython has no AF_UNIX there
+            raise _no_af_unix(self.url)
         if not message:
             raise ValueError("message must not be empty")
         if not fds:
@@ -126,8 +115,8 @@ class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
                     ancdata = []  # the descriptors went with the first write
 
     async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
-        if sys.platform == "win32":  # pragma: no cover - AF_UNIX is POSIX only
-            raise NotImplementedError
+        if sys.platform == "win32":  # pragma: no cover - CPython has no AF_UNIX there
+            raise _no_af_unix(self.url)
         if not isinstance(msglen, int) or msglen < 0:
             raise ValueError("msglen must be a non-negative integer")
         if not isinstance(maxfds, int) or maxfds < 1:
@@ -153,20 +142,26 @@ class LeanUNIXSocketStream(LeanSocketStream, anyio.abc.UNIXSocketStream):
         for level, kind, data in ancdata:
             if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
                 raise RuntimeError(
-                    f"{self._url}: unexpected ancillary data (level {level}, "
+                    f"{self.url}: unexpected ancillary data (level {level}, "
                     f"type {kind}) with message {message!r}"
                 )
             fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
         return message, list(fds)
 
 
-class WrappedSocketStream(anyio.abc.SocketStream):
+def _no_af_unix(url: URL) -> PacketeerError:
+    return PacketeerError(f"{url}: descriptors pass only over AF_UNIX (POSIX)")
+
+
+class _Shell:
     """anyio's own stream for a socket (asyncio), plus the URL.
 
     The hot methods are the inner stream's own bound methods, stored on the
     instance: a delegating ``async def`` would add a coroutine per call,
     and such wrapper layers are the whole speed margin on small messages.
     """
+
+    _inner: anyio.abc.SocketStream
 
     def __init__(self, inner: anyio.abc.SocketStream, endpoint: StreamEndpoint) -> None:
         assert endpoint.sock is not None
@@ -222,7 +217,13 @@ class WrappedSocketStream(anyio.abc.SocketStream):
         return f"<{type(self).__name__} {self._url}>"
 
 
-class WrappedUNIXSocketStream(WrappedSocketStream, anyio.abc.UNIXSocketStream):
+@final
+class WrappedSocketStream(_Shell, anyio.abc.SocketStream):
+    """anyio's own IP stream (asyncio), plus the URL."""
+
+
+@final
+class WrappedUNIXSocketStream(_Shell, anyio.abc.UNIXSocketStream):
     """anyio's own AF_UNIX stream (asyncio), plus the URL."""
 
     _inner: anyio.abc.UNIXSocketStream
@@ -240,7 +241,8 @@ class WrappedUNIXSocketStream(WrappedSocketStream, anyio.abc.UNIXSocketStream):
         return await self._inner.receive_fds(msglen, maxfds)
 
 
-class PipeStream(PipeIO, _LeanBase, anyio.abc.ByteStream):
+@final
+class PipeStream(PipeIO, _Lean, anyio.abc.ByteStream):
     """A byte stream over one or two pipe descriptors (anon, fifo, unnamed local).
 
     A one-way end (a FIFO's reader or writer) behaves on its missing side
@@ -249,7 +251,7 @@ class PipeStream(PipeIO, _LeanBase, anyio.abc.ByteStream):
     """
 
     def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
-        super().__init__(endpoint, backend)
+        self._start(endpoint, backend)
         self._init_pipe(endpoint)
 
     def send(self, item: bytes) -> Coroutine[Any, Any, None]:
@@ -257,12 +259,7 @@ class PipeStream(PipeIO, _LeanBase, anyio.abc.ByteStream):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return {PacketeerAttribute.url: lambda: self._url}
-
-    def _one_way_error(self, side: str) -> anyio.ClosedResourceError:
-        if self._closed:
-            return self._closed_error()
-        return anyio.ClosedResourceError(f"{self._url}: this end has no {side} side")
+        return {PacketeerAttribute.url: lambda: self.url}
 
 
 async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import trio
 
-from .. import connect_datagram, open_datagram
-from .._datagram import DatagramSocket
+from .. import DatagramSocket, connect_datagram, open_datagram
 from .._url import URL, Query
 from ._common import (
     EXIT_OK,

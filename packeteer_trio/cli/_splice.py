@@ -19,8 +19,8 @@ from collections.abc import Callable
 import trio
 from trio.lowlevel import checkpoint, wait_readable, wait_writable
 
+from .. import PipeStream, SocketStream, Stream
 from .._fdio import FIRST_PAUSE
-from .._stream import PipeStream, SocketStream, Stream
 
 # The pipe between the two: 256 KiB where the kernel allows (F_SETPIPE_SZ;
 # the default is 64 KiB). Fewer, larger splices amortise the event loop's
@@ -35,12 +35,10 @@ YIELD_EVERY = 1024 * 1024
 _CANNOT_SPLICE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}
 
 
-def _fds(source: Stream, sink: Stream) -> tuple[int, int] | None:
+def _fds(
+    source: SocketStream, sink: SocketStream | PipeStream
+) -> tuple[int, int] | None:
     """(source's read fd, sink's write fd) if the kernel can splice them."""
-    if not isinstance(source, SocketStream) or not isinstance(
-        sink, (SocketStream, PipeStream)
-    ):
-        return None  # FIFO readers, TLS, user streams: their own rules
     try:
         in_fd, out_fd = source._scheduler_fds()[0], sink._scheduler_fds()[1]
     except trio.ClosedResourceError:
@@ -66,6 +64,10 @@ async def splice_copy(
         return False
     import fcntl
 
+    if not isinstance(source, SocketStream) or not isinstance(
+        sink, (SocketStream, PipeStream)
+    ):
+        return False  # FIFO readers, TLS, user streams: their own rules
     fds = _fds(source, sink)
     if fds is None:
         return False

@@ -6,9 +6,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .. import connect
+from .. import Stream, connect
 from .._errors import PacketeerError
-from .._stream import Stream
 from .._url import URL
 from ._common import UsageError, can_send
 

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .. import connect
-from .._stream import Stream
+from .. import Stream, connect
 from ._common import (
     COUNT,
     EXIT_OK,

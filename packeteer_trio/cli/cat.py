@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .. import connect, listen
-from .._stream import Stream
+from .. import Stream, connect, listen
 from .._url import URL
 from ._common import (
     EXIT_OK,

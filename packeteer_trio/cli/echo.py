@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .. import listen
+from .. import Stream, listen
 from .._api import serve_listeners
-from .._stream import Stream
 from ._common import (
     EXIT_OK,
     StdoutSink,

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .. import connect, listen
+from .. import Stream, connect, listen
 from .._api import serve_listeners
-from .._stream import Stream
 from ._common import (
     EXIT_OK,
     SECONDS,

@@ -1,4 +1,6 @@
-"""What tcp and udp share: host rules per family, resolution, connecting.
+"""What the IP schemes share (tcp, udp, and fd:// over inherited IP sockets):
+host rules per family, resolution, connecting, the options of a TCP stream,
+and turning destination URLs into UDP addresses.
 
 Resolution and connecting wait through anyio, so the same code serves the
 trio face and the anyio face (under trio, anyio's waits are trio's own).
@@ -11,15 +13,19 @@ import ipaddress
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 
+from .._endpoints import Lookup, Resolve, SendToPeer, SockAddr
 from .._errors import InvalidURL, with_url
 from .._sockinfo import sockaddr_host
 from .._url import URL
 
-SockAddr = tuple[object, ...]
+# An IP socket address: (host, port) or (host, port, flowinfo, scope_id).
+InetAddr = tuple[Any, ...]
 _HOSTNAME_RE = re.compile(r"[\w.-]+\Z")
 # A name whose last label is a number (or 0x…) is no DNS name (RFC 3696 §2:
 # no all-numeric top-level domain) but what resolvers take for an IPv4
@@ -86,7 +92,7 @@ def make_validator(base: str) -> Callable[[URL, str], URL]:
 
 async def resolve(
     url: URL, kind: int, *, passive: bool = False
-) -> list[tuple[int, SockAddr]]:
+) -> list[tuple[int, InetAddr]]:
     """``(family, sockaddr)`` pairs for the URL's host and port, in order."""
     port = url.port or 0
     family = scheme_family(url.scheme)
@@ -105,7 +111,7 @@ async def resolve(
         )
     except OSError as exc:
         raise with_url(exc, url, "resolving the host") from exc
-    seen: list[tuple[int, SockAddr]] = []
+    seen: list[tuple[int, InetAddr]] = []
     for info in infos:
         pair = (int(info[0]), tuple(info[4]))
         if pair[0] in FAMILY_DIGIT and pair not in seen:
@@ -117,7 +123,7 @@ async def resolve(
     return seen
 
 
-def literal_sockaddr(url: URL, family: int, host: str, port: int) -> SockAddr:
+def literal_sockaddr(url: URL, family: int, host: str, port: int) -> InetAddr:
     """The sockaddr of an IP literal; an IPv6 zone (``fe80::1%eth0``, or a
     number) becomes the scope id, which the kernel needs for link-local
     addresses (the socket module ignores a zone in the host string)."""
@@ -135,7 +141,7 @@ def literal_sockaddr(url: URL, family: int, host: str, port: int) -> SockAddr:
         raise with_url(error, url, "resolving the IPv6 zone") from exc
 
 
-def interleave(addresses: list[tuple[int, SockAddr]]) -> list[tuple[int, SockAddr]]:
+def interleave(addresses: list[tuple[int, InetAddr]]) -> list[tuple[int, InetAddr]]:
     """Alternate families, starting with the first one (RFC 8305 §4)."""
     first = addresses[0][0]
     same = [a for a in addresses if a[0] == first]
@@ -149,7 +155,7 @@ def interleave(addresses: list[tuple[int, SockAddr]]) -> list[tuple[int, SockAdd
     return result
 
 
-def url_for(scheme_base: str, family: int, sockaddr: SockAddr) -> URL:
+def url_for(scheme_base: str, family: int, sockaddr: InetAddr) -> URL:
     host = sockaddr_host(sockaddr)
     port = sockaddr[1]
     assert isinstance(port, int)
@@ -161,7 +167,7 @@ def url_for(scheme_base: str, family: int, sockaddr: SockAddr) -> URL:
 MAX_INTERRUPTS = 16
 
 
-async def connect_socket(sock: socket.socket, sockaddr: SockAddr) -> None:
+async def connect_socket(sock: socket.socket, sockaddr: InetAddr) -> None:
     """Non-blocking connect: start it, wait for writability, read SO_ERROR.
 
     An interrupted connect() (EINTR) is waited for like EINPROGRESS: POSIX
@@ -200,7 +206,7 @@ async def connect_socket(sock: socket.socket, sockaddr: SockAddr) -> None:
 
 async def happy_eyeballs(
     url: URL,
-    addresses: list[tuple[int, SockAddr]],
+    addresses: list[tuple[int, InetAddr]],
     kind: int,
     *,
     delay: float = 0.25,
@@ -263,6 +269,71 @@ async def happy_eyeballs(
     return winner
 
 
-def _host_port(sockaddr: SockAddr) -> str:
+def _host_port(sockaddr: InetAddr) -> str:
     host = str(sockaddr[0])
     return f"[{host}]:{sockaddr[1]}" if ":" in host else f"{host}:{sockaddr[1]}"
+
+
+# -- TCP stream options ---------------------------------------------------------
+
+# Linux's value; Python only names the constant since 3.12 on some builds.
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+
+
+def configure_tcp(sock: socket.socket) -> None:
+    """The options of every TCP stream we make or accept (as trio's)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if sys.platform.startswith("linux") or sys.platform == "darwin":
+        # As trio's SocketStream: keep at most 16 KiB queued but unsent, so
+        # a full socket means "the peer is slow", not "the kernel hoards".
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, 2**14)
+        except OSError:
+            pass
+
+
+# -- UDP destinations -------------------------------------------------------------
+
+UDP_SCHEMES = frozenset({"udp", "udp4", "udp6"})
+
+
+def udp_addressing(own: URL, family: int) -> tuple[Lookup, Resolve]:
+    """The ``lookup``/``resolve`` pair of a UDP socket of *family* at *own*:
+    IP literals at once (the face caches them), host names through the
+    resolver."""
+    digit = FAMILY_DIGIT[family]
+
+    def lookup(dest: URL) -> SockAddr | SendToPeer | None:
+        if dest.scheme not in UDP_SCHEMES:
+            raise InvalidURL(
+                f"{own}: cannot send to {dest}: not a udp://, udp4:// or udp6:// URL"
+            )
+        if not dest.host or not dest.port:
+            raise InvalidURL(
+                f"{own}: cannot send to {dest}: a host and port are needed"
+            )
+        found = literal_family(dest.host)
+        if found is None:
+            return None  # a host name: resolve() it
+        if found != family:
+            raise InvalidURL(
+                f"{own}: cannot send to {dest}: an IPv{FAMILY_DIGIT[found]} "
+                f"address from an IPv{digit} socket; open the socket with "
+                f"udp{FAMILY_DIGIT[found]}://"
+            )
+        return literal_sockaddr(dest, family, dest.host, dest.port)
+
+    async def resolve_dest(dest: URL) -> SockAddr | SendToPeer:
+        found = lookup(dest)  # same checks as for literals
+        if found is not None:
+            return found
+        for got, sockaddr in await resolve(dest, socket.SOCK_DGRAM):
+            if got == family:
+                return sockaddr
+        raise with_url(
+            OSError(errno.EADDRNOTAVAIL, f"the host has no IPv{digit} address"),
+            dest,
+            f"send_to from {own}",
+        )
+
+    return lookup, resolve_dest

@@ -57,10 +57,8 @@ from .. import _win32
 from .._endpoints import ListenerEndpoint, StreamEndpoint, WaitFd
 from .._errors import PacketeerError
 from .._url import URL
-from .pipe import (
-    ERROR_FILE_NOT_FOUND,
-    ERROR_PIPE_BUSY,
-    ERROR_SEM_TIMEOUT,
+from .._winerror import ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, ERROR_SEM_TIMEOUT
+from ._pipe_names import (
     anon_pipe_name,
     pipe_error,
     windows_name,

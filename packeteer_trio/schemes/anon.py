@@ -26,21 +26,19 @@ def validate(url: URL, text: str) -> URL:
     return url.replace(path="")
 
 
-async def connect(url: URL) -> StreamEndpoint:
-    if sys.platform == "win32":  # pragma: no cover - it registers pipe.connect_anon
-        raise NotImplementedError("anon.connect is the POSIX implementation")
-    try:
-        read_fd, write_fd = os.pipe()
-    except OSError as exc:  # EMFILE, ENFILE: name the URL
-        raise with_url(exc, url, "connect") from exc
-    for fd in (read_fd, write_fd):
-        os.set_blocking(fd, False)
-    return StreamEndpoint(url=url, read_fd=read_fd, write_fd=write_fd)
-
-
 if sys.platform == "win32":  # pragma: no cover
     from .pipe import connect_anon
 
     register(Scheme("anon", validate, connect=connect_anon))
 else:
+
+    async def connect(url: URL) -> StreamEndpoint:
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError as exc:  # EMFILE, ENFILE: name the URL
+            raise with_url(exc, url, "connect") from exc
+        for fd in (read_fd, write_fd):
+            os.set_blocking(fd, False)
+        return StreamEndpoint(url=url, read_fd=read_fd, write_fd=write_fd)
+
     register(Scheme("anon", validate, connect=connect))

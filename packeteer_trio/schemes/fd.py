@@ -36,11 +36,14 @@ original mode is put back, as trio's FdStream does, once the last fd://
 connector on the same file is closed: stdin and stdout of a terminal are
 usually one description, and making it blocking under a live reader would
 freeze the event loop.
+
+This module is the scheme: its URL rules and verbs, and what a descriptor
+is. The ledger of owned descriptors and their modes is :mod:`._fd_ledger`,
+socket activation :mod:`._activation`.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import stat
@@ -48,20 +51,21 @@ import sys
 from collections.abc import Callable
 
 from .. import _sockinfo
-from .._endpoints import (
-    DatagramEndpoint,
-    SockAddr,
-    SocketListenerEndpoint,
-    StreamEndpoint,
-)
+from .._accept import MAX_BACKLOG
+from .._endpoints import DatagramEndpoint, StreamEndpoint
 from .._errors import InvalidURL, PacketeerError, SocketActivationError, with_url
 from .._registry import Scheme, register
 from .._url import URL
-from . import local, tcp, udp
+from ._activation import activated, claim, listen_fds
+from ._fd_ledger import access_mode, check_free, release_all, take
+from ._inet import configure_tcp, udp_addressing
+from ._listener import SocketListenerEndpoint
+from ._unix import AF_UNIX, unix_addressing
+
+__all__ = ["listen_fds"]  # the public part: the rest is the scheme itself
 
 # name -> (descriptor, the one direction it is used in)
 STDIO = {"stdin": (0, "r"), "stdout": (1, "w"), "stderr": (2, "w")}
-LISTEN_FDS_START = 3  # SD_LISTEN_FDS_START: the first passed descriptor
 _MAX_FD = 2**31 - 1
 _SO_ACCEPTCONN = getattr(socket, "SO_ACCEPTCONN", None)
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -99,104 +103,6 @@ def validate(url: URL, text: str) -> URL:
         return url.replace(path=f"/{int(body)}")
     what = f"{body!r} is not a descriptor number" if body else "a descriptor is needed"
     raise InvalidURL(f"{text!r}: {what}; {_USAGE}")
-
-
-# -- owning descriptors and their blocking mode --------------------------------
-
-_owned: set[int] = set()  # descriptors an open fd:// connector holds
-# Per file and direction (st_dev, st_ino, access mode): how many fd://
-# connectors are open on it, and (duplicate, original blocking mode) for
-# each, to put back after the last. The direction is in the key because both
-# ends of a pipe are one inode, and a duplicate of the write end kept past
-# its close would hold back the reader's end of file.
-_open_count: dict[tuple[int, int, int], int] = {}
-_saved_modes: dict[tuple[int, int, int], list[tuple[int, bool]]] = {}
-_spent: set[int] = set()  # inherited activation descriptors already taken
-
-
-def _posix_only() -> PacketeerError:  # pragma: no cover
-    return PacketeerError("fd:// needs POSIX file descriptors")
-
-
-def _get_blocking(fd: int) -> bool:
-    if sys.platform == "win32":  # pragma: no cover
-        raise _posix_only()
-    return os.get_blocking(fd)
-
-
-def _set_blocking(fd: int, blocking: bool) -> None:
-    if sys.platform == "win32":  # pragma: no cover
-        raise _posix_only()
-    os.set_blocking(fd, blocking)
-
-
-def _access_mode(fd: int) -> int:
-    """O_RDONLY, O_WRONLY or O_RDWR: how the descriptor was opened."""
-    if sys.platform == "win32":  # pragma: no cover
-        raise _posix_only()
-    import fcntl
-
-    return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
-
-
-def _check_free(fd: int, url: URL) -> None:
-    if fd in _owned:
-        raise OSError(
-            errno.EBUSY,
-            f"{url}: descriptor {fd} already belongs to an open fd:// connector",
-        )
-
-
-def _take(fd: int) -> Callable[[], None]:
-    """Own *fd* and make it non-blocking; return the ``on_close`` that undoes it.
-
-    The face closes the descriptor before it calls ``on_close``, so a
-    duplicate (same description) is kept to put the mode back through. It
-    outlives our descriptor only while another fd:// connector holds the
-    same file in the same direction, so it never delays an end of file.
-    """
-    info = os.fstat(fd)
-    key = (info.st_dev, info.st_ino, _access_mode(fd))
-    original = _get_blocking(fd)
-    keeper = os.dup(fd)
-    try:
-        _set_blocking(fd, False)
-    except BaseException:
-        os.close(keeper)
-        raise
-    _owned.add(fd)
-    _open_count[key] = _open_count.get(key, 0) + 1
-    _saved_modes.setdefault(key, []).append((keeper, original))
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        if released:
-            return
-        released = True
-        _owned.discard(fd)
-        _open_count[key] -= 1
-        if _open_count[key]:
-            return  # another fd:// connector still uses this file
-        del _open_count[key]
-        # Newest first: a later connector on the same description saw the
-        # mode an earlier one had already changed.
-        for keeper, original in reversed(_saved_modes.pop(key)):
-            try:
-                _set_blocking(keeper, original)
-            except OSError:
-                pass
-            os.close(keeper)
-
-    return release
-
-
-def _release_all(releases: list[Callable[[], None]]) -> Callable[[], None]:
-    def release() -> None:
-        for each in releases:
-            each()
-
-    return release
 
 
 def _raise_with_url(exc: OSError, url: URL, action: str) -> OSError:
@@ -261,99 +167,13 @@ def _number(url: URL, verb: str) -> tuple[int, str | None]:
     return int(name), None
 
 
-# -- socket activation ------------------------------------------------------
-
-
-def listen_fds() -> list[tuple[int, str]]:
-    """The sockets a service manager passed, as ``(descriptor, name)`` pairs.
-
-    Reads ``LISTEN_FDS``, ``LISTEN_PID`` and ``LISTEN_FDNAMES`` (the systemd
-    protocol); raises SocketActivationError when they are missing, are meant
-    for another process, or do not add up. Nothing is opened or changed.
-    """
-    return _passed("socket activation")
-
-
-def _passed(where: str) -> list[tuple[int, str]]:
-    count_text = os.environ.get("LISTEN_FDS")
-    pid_text = os.environ.get("LISTEN_PID")
-    if count_text is None:
-        raise SocketActivationError(
-            f"{where}: this process was not socket-activated: LISTEN_FDS is not "
-            "set (start it from a systemd .socket unit, or for a try "
-            "`systemd-socket-activate -l 8080 python app.py`)"
-        )
-    if pid_text is None:
-        raise SocketActivationError(
-            f"{where}: LISTEN_FDS is set but LISTEN_PID is not; a service "
-            "manager sets both"
-        )
-    if not _is_number(pid_text) or int(pid_text) != os.getpid():
-        raise SocketActivationError(
-            f"{where}: LISTEN_PID={pid_text} is not this process (pid "
-            f"{os.getpid()}): the sockets were passed to another process (a "
-            "parent that left LISTEN_FDS in the environment?)"
-        )
-    if not _is_number(count_text):
-        raise SocketActivationError(
-            f"{where}: LISTEN_FDS={count_text!r} is not a number of descriptors"
-        )
-    count = int(count_text)
-    names_text = os.environ.get("LISTEN_FDNAMES")
-    names = ["unknown"] * count if names_text is None else names_text.split(":")
-    if count == 0 and names_text == "":
-        names = []
-    if len(names) != count:
-        raise SocketActivationError(
-            f"{where}: LISTEN_FDNAMES has {len(names)} names for LISTEN_FDS="
-            f"{count} descriptors"
-        )
-    return [(LISTEN_FDS_START + index, name) for index, name in enumerate(names)]
-
-
-def _activated(url: URL) -> list[int]:
-    """The inherited descriptors ``fd://listen/NAME`` (or ``/INDEX``) names."""
-    passed = _passed(str(url))
-    key = url.path[1:]
-    if _is_number(key):
-        index = int(key)
-        if index >= len(passed):
-            raise SocketActivationError(
-                f"{url}: there is no descriptor {index}: {len(passed)} were "
-                f"passed (LISTEN_FDS={len(passed)}; indexes start at 0)"
-            )
-        fds = [passed[index][0]]
-    else:
-        fds = [fd for fd, name in passed if name == key]
-        if not fds:
-            known = ", ".join(sorted({name for _, name in passed})) or "none"
-            raise SocketActivationError(
-                f"{url}: no inherited descriptor is named {key!r} "
-                f"(LISTEN_FDNAMES has: {known})"
-            )
-    for fd in fds:
-        if fd in _spent:
-            raise SocketActivationError(
-                f"{url}: inherited descriptor {fd} was already taken by an "
-                "earlier fd://listen/ connector; each can be taken once"
-            )
-    return fds
-
-
-def _claim(fds: list[int]) -> None:
-    for fd in fds:
-        _spent.add(fd)
-        # As sd_listen_fds() does: not passed on to programs we exec.
-        os.set_inheritable(fd, False)
-
-
 # -- streams --------------------------------------------------------------------
 
 
 async def connect(url: URL) -> StreamEndpoint:
     number, direction = _number(url, "connect")
     try:
-        _check_free(number, url)
+        check_free(number, url)
         os.fstat(number)  # EBADF: nothing is open under that number
         # The standard streams stay open: we work on a copy (see the docstring).
         fd = number if direction is None else os.dup(number)
@@ -385,8 +205,8 @@ def _socket_stream(fd: int, url: URL) -> StreamEndpoint:
         if not _is_connected(sock):
             raise InvalidURL(f"{url}: the socket on descriptor {fd} is not connected")
         if sock.family in _INET:
-            tcp._configure(sock)  # TCP_NODELAY, as every packeteer/trio stream
-        release = _take(fd)
+            configure_tcp(sock)  # TCP_NODELAY, as every packeteer/trio stream
+        release = take(fd)
     except BaseException:
         sock.detach()  # not ours after all: leave the descriptor open
         raise
@@ -397,7 +217,7 @@ def _socket_stream(fd: int, url: URL) -> StreamEndpoint:
 def _pipe_stream(fd: int, direction: str | None, url: URL) -> StreamEndpoint:
     if stat.S_ISDIR(os.fstat(fd).st_mode):
         raise InvalidURL(f"{url}: the descriptor is a directory, not a stream")
-    mode = _access_mode(fd)
+    mode = access_mode(fd)
     readable = mode in (os.O_RDONLY, os.O_RDWR) and direction != "w"
     writable = mode in (os.O_WRONLY, os.O_RDWR) and direction != "r"
     if not (readable or writable):
@@ -407,7 +227,7 @@ def _pipe_stream(fd: int, direction: str | None, url: URL) -> StreamEndpoint:
     # that send_eof() and close each close their own.
     write_fd = os.dup(fd) if readable and writable else fd
     try:
-        release = _take(fd)
+        release = take(fd)
     except BaseException:
         if write_fd != fd:
             os.close(write_fd)
@@ -423,7 +243,7 @@ def _pipe_stream(fd: int, direction: str | None, url: URL) -> StreamEndpoint:
 async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
     activation = url.host == "listen"
     if activation:
-        fds = _activated(url)
+        fds = activated(url)
     else:
         number, direction = _number(url, "listen")
         if direction is not None:
@@ -436,7 +256,7 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
     releases: list[Callable[[], None]] = []
     try:
         for fd in fds:
-            _check_free(fd, url)
+            check_free(fd, url)
             sock = _socket_at(fd, url, "listen")
             socks.append(sock)
             kind = _describe(sock)
@@ -451,26 +271,26 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
                 )
             if kind == "stream" or backlog is not None:
                 # Bound by someone else but not listening yet, or a new backlog.
-                sock.listen(tcp.DEFAULT_BACKLOG if backlog is None else backlog)
+                sock.listen(MAX_BACKLOG if backlog is None else backlog)
         for sock in socks:
-            releases.append(_take(sock.fileno()))
+            releases.append(take(sock.fileno()))
     except BaseException as exc:
-        _release_all(releases)()
+        release_all(releases)()
         for sock in socks:
             sock.detach()
         if isinstance(exc, OSError):
             raise _raise_with_url(exc, url, "listen") from exc
         raise
     if activation:
-        _claim(fds)
+        claim(fds)
     for sock in socks:
         sock.setblocking(False)
     first = socks[0]
     return SocketListenerEndpoint(
         socks,
         _own_url(first, url),
-        configure=tcp._configure if first.family in _INET else None,
-        on_close=_release_all(releases),
+        configure=configure_tcp if first.family in _INET else None,
+        on_close=release_all(releases),
     )
 
 
@@ -482,7 +302,7 @@ def _datagram_socket(
 ) -> tuple[socket.socket, Callable[[], None]]:
     activation = url.host == "listen"
     if activation:
-        fds = _activated(url)
+        fds = activated(url)
         if len(fds) != 1:
             raise SocketActivationError(
                 f"{url}: the name stands for {len(fds)} descriptors; a datagram "
@@ -494,7 +314,7 @@ def _datagram_socket(
         if direction is not None:
             raise InvalidURL(f"{url}: {url.path[1:]} is not a datagram socket")
     try:
-        _check_free(fd, url)
+        check_free(fd, url)
         sock = _socket_at(fd, url, verb)
     except OSError as exc:
         raise _raise_with_url(exc, url, verb) from exc
@@ -512,14 +332,14 @@ def _datagram_socket(
                 else f"{url}: the datagram socket on descriptor {fd} is not "
                 "connected; use open_datagram()"
             )
-        release = _take(fd)
+        release = take(fd)
     except BaseException as exc:
         sock.detach()
         if isinstance(exc, OSError):
             raise _raise_with_url(exc, url, verb) from exc
         raise
     if activation:
-        _claim([fd])
+        claim([fd])
     sock.setblocking(False)
     return sock, release
 
@@ -531,15 +351,11 @@ async def open_datagram(url: URL) -> DatagramEndpoint:
     # AF_UNIX; the scheme modules already know how to turn those into
     # addresses.
     if sock.family in _INET:
-        lookup, resolve = udp._addressing(own, sock.family)
+        lookup, resolve = udp_addressing(own, sock.family)
         return DatagramEndpoint(sock, own, lookup, resolve, on_close=release)
-    if sock.family == getattr(socket, "AF_UNIX", None):
-        unix_lookup = local._lookup_for(own, pair=False)
-
-        async def unix_resolve(dest: URL) -> SockAddr:
-            return unix_lookup(dest)
-
-        return DatagramEndpoint(sock, own, unix_lookup, unix_resolve, on_close=release)
+    if sock.family == AF_UNIX:
+        lookup, resolve = unix_addressing(own, pair=False)
+        return DatagramEndpoint(sock, own, lookup, resolve, on_close=release)
     return DatagramEndpoint(sock, own, on_close=release)  # pragma: no cover
 
 

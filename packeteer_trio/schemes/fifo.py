@@ -32,7 +32,7 @@ import sys
 import anyio
 
 from .._endpoints import ListenerEndpoint, StreamEndpoint, WaitFd
-from .._errors import InvalidURL, with_url
+from .._errors import InvalidURL, UnsupportedScheme, with_url
 from .._registry import Scheme, register
 from .._url import URL
 from ._paths import (
@@ -204,7 +204,7 @@ class FifoListenerEndpoint(ListenerEndpoint):
 
 async def listen(url: URL, backlog: int | None) -> FifoListenerEndpoint:
     if sys.platform == "win32":  # pragma: no cover - never registered there
-        raise NotImplementedError("fifo:// does not exist on Windows")
+        raise UnsupportedScheme(f"{url}: {UNSUPPORTED_ON_WINDOWS}")
     mode = file_mode(url)
     made: FileIdentity | None = None
     try:

@@ -24,17 +24,13 @@ from collections.abc import Callable
 import anyio
 
 from .. import _sockinfo
-from .._endpoints import (
-    PEER,
-    DatagramEndpoint,
-    SockAddr,
-    SocketListenerEndpoint,
-    StreamEndpoint,
-)
+from .._accept import MAX_BACKLOG
+from .._endpoints import DatagramEndpoint, StreamEndpoint
 from .._errors import InvalidURL, UnsupportedScheme, with_url
 from .._registry import Scheme, register
 from .._url import URL
 from ._inet import MAX_INTERRUPTS
+from ._listener import SocketListenerEndpoint
 from ._paths import (
     check_options,
     encoded,
@@ -43,16 +39,18 @@ from ._paths import (
     refuse_symlinks,
     unlink_if_same,
 )
+from ._unix import (
+    AF_UNIX,
+    MAX_ABSTRACT_BYTES,
+    MAX_PATH_BYTES,
+    is_abstract,
+    is_padded,
+    sockaddr,
+    unix_addressing,
+)
 from ._unix_diag import is_bound_by, is_bound_here
 
-# sun_path is 108 bytes on Linux, 104 on the BSDs, and must keep a final NUL
-# for paths; abstract names use every byte (their leading NUL is one of them).
-MAX_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
-MAX_ABSTRACT_BYTES = 108
 DEFAULT_BACKLOG = 0xFFFF
-# CPython's socket module has no AF_UNIX on Windows, not even where Windows 10
-# 1803+ has the sockets (CPython issue #77589); there local:// is unsupported.
-AF_UNIX: int = getattr(socket, "AF_UNIX", -1)
 UNSUPPORTED_WITHOUT_AF_UNIX = (
     "local:// (AF_UNIX) is not available: this Python's socket module has no "
     "AF_UNIX on this platform (on Windows, CPython lacks it even where the OS "
@@ -64,31 +62,6 @@ UNSUPPORTED_WITHOUT_AF_UNIX = (
 def unsupported_reason(has_af_unix: bool) -> str | None:
     """Why local:// is unavailable (``hasattr(socket, "AF_UNIX")``), or None."""
     return None if has_af_unix else UNSUPPORTED_WITHOUT_AF_UNIX
-
-
-def is_abstract(url: URL) -> bool:
-    return url.path.startswith("/\0")
-
-
-def is_padded(url: URL) -> bool:
-    """``?padded=1``: the abstract name fills sun_path with NULs, as packeteer's."""
-    return url.query.get("padded") == "1"
-
-
-def sockaddr(url: URL) -> str:
-    """The AF_UNIX address: the path, or the abstract name with its NUL.
-
-    An abstract name is exactly as long as written (as socat, systemd and
-    Python use them) unless ``?padded=1`` asks for packeteer's form: the
-    name NUL-padded to the whole of sun_path. The kernel tells the two apart
-    by length, so each side must use the other's spelling to meet.
-    """
-    if not is_abstract(url):
-        return url.path
-    name = url.path[1:]
-    if is_padded(url):
-        name += "\0" * (MAX_ABSTRACT_BYTES - len(encoded(name, str(url))))
-    return name
 
 
 def validate(url: URL, text: str) -> URL:
@@ -311,7 +284,7 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
         sock.setblocking(False)
         cleanup = bind(url, sock)
         try:
-            sock.listen(DEFAULT_BACKLOG if backlog is None else backlog)
+            sock.listen(MAX_BACKLOG if backlog is None else backlog)
         except BaseException:
             if cleanup is not None:
                 cleanup()
@@ -334,40 +307,13 @@ def _datagram_url(url: URL) -> URL:
     return url.replace(query={"behaviour": "datagram"}, fragment="")
 
 
-def _lookup_for(own: URL, pair: bool) -> Callable[[URL], SockAddr]:
-    """Destination URL -> AF_UNIX address; never needs resolving."""
-
-    def lookup(dest: URL) -> SockAddr:
-        if dest.scheme != "local":
-            raise InvalidURL(f"{own}: cannot send to {dest}: not a local:// URL")
-        if pair:
-            if dest.path:
-                raise InvalidURL(
-                    f"{own}: cannot send to {dest}: an unnamed pair sends only "
-                    "to itself; open_datagram() a path to reach others"
-                )
-            return PEER
-        if dest.path:
-            return sockaddr(dest)
-        raise InvalidURL(
-            f"{own}: cannot send to {dest}: an unnamed socket has no address "
-            "(give the sender one: connect_datagram(..., local=...))"
-        )
-
-    return lookup
-
-
 def _datagram_pair(url: URL) -> DatagramEndpoint:
     """An unnamed pair: receive on one end what is sent through the other."""
     receive_end, send_end = _socketpair(url, socket.SOCK_DGRAM)
     for end in (receive_end, send_end):
         end.setblocking(False)
     own = _datagram_url(url)
-    lookup = _lookup_for(own, pair=True)
-
-    async def resolve(dest: URL) -> SockAddr:
-        return lookup(dest)
-
+    lookup, resolve = unix_addressing(own, pair=True)
     return DatagramEndpoint(receive_end, own, lookup, resolve, send_sock=send_end)
 
 
@@ -395,11 +341,7 @@ async def open_datagram(url: URL) -> DatagramEndpoint:
     sock, cleanup = _bound_datagram_socket(url, "bind")
     # What receivers will see as our sender address, so the two compare equal.
     own = _sockinfo.socket_url(sock, peer=False)
-    lookup = _lookup_for(own, pair=False)
-
-    async def resolve(dest: URL) -> SockAddr:
-        return lookup(dest)
-
+    lookup, resolve = unix_addressing(own, pair=False)
     return DatagramEndpoint(sock, own, lookup, resolve, on_close=cleanup)
 
 

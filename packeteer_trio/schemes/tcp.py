@@ -11,29 +11,13 @@ import errno
 import socket
 import sys
 
-from .._endpoints import MAX_BACKLOG, SocketListenerEndpoint, StreamEndpoint
+from .._accept import MAX_BACKLOG
+from .._endpoints import StreamEndpoint
 from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
 from . import _inet
-
-# Like trio: ask for the largest backlog and let the kernel cap it.
-DEFAULT_BACKLOG = MAX_BACKLOG
-
-
-# Linux's value; Python only names the constant since 3.12 on some builds.
-TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
-
-
-def _configure(sock: socket.socket) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if sys.platform.startswith("linux") or sys.platform == "darwin":
-        # As trio's SocketStream: keep at most 16 KiB queued but unsent, so
-        # a full socket means "the peer is slow", not "the kernel hoards".
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, 2**14)
-        except OSError:
-            pass
+from ._listener import SocketListenerEndpoint
 
 
 async def connect(url: URL) -> StreamEndpoint:
@@ -42,7 +26,7 @@ async def connect(url: URL) -> StreamEndpoint:
     addresses = await _inet.resolve(url, socket.SOCK_STREAM)
     sock = await _inet.happy_eyeballs(url, addresses, socket.SOCK_STREAM)
     try:
-        _configure(sock)
+        _inet.configure_tcp(sock)
         family, address = sock.family, sock.getpeername()
     except BaseException:
         sock.close()
@@ -51,7 +35,7 @@ async def connect(url: URL) -> StreamEndpoint:
 
 
 def _bind_all(
-    url: URL, addresses: list[tuple[int, _inet.SockAddr]], backlog: int
+    url: URL, addresses: list[tuple[int, _inet.InetAddr]], backlog: int
 ) -> list[socket.socket]:
     """Bind and listen on every address; with port 0, give all the same port.
 
@@ -100,7 +84,7 @@ def _bind_all(
 
 async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
     addresses = await _inet.resolve(url, socket.SOCK_STREAM, passive=True)
-    backlog = DEFAULT_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG)
+    backlog = MAX_BACKLOG if backlog is None else min(backlog, MAX_BACKLOG)
     for attempt in range(10):
         try:
             socks = _bind_all(url, addresses, backlog)
@@ -112,7 +96,7 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
             raise with_url(exc, url, "listen") from exc
     first = socks[0]
     bound = _inet.url_for("tcp", first.family, first.getsockname())
-    return SocketListenerEndpoint(socks, bound, configure=_configure)
+    return SocketListenerEndpoint(socks, bound, configure=_inet.configure_tcp)
 
 
 register(Scheme("tcp", _inet.make_validator("tcp"), connect=connect, listen=listen))

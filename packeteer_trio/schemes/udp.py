@@ -14,21 +14,17 @@ Destination URLs of ``send_to`` become sockaddrs here: IP literals at once
 
 from __future__ import annotations
 
-import errno
 import socket
-from collections.abc import Awaitable, Callable
 
-from .._endpoints import DatagramEndpoint, SockAddr
+from .._endpoints import DatagramEndpoint
 from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
 from . import _inet
 
-SCHEMES = frozenset({"udp", "udp4", "udp6"})
-
 
 def _check_udp(url: URL, role: str) -> None:
-    if url.scheme not in SCHEMES:
+    if url.scheme not in _inet.UDP_SCHEMES:
         raise InvalidURL(f"{url}: {role} must be a udp://, udp4:// or udp6:// URL")
 
 
@@ -49,48 +45,6 @@ def _new_socket(url: URL, family: int, action: str) -> socket.socket:
     return sock
 
 
-def _addressing(
-    own: URL, family: int
-) -> tuple[Callable[[URL], SockAddr | None], Callable[[URL], Awaitable[SockAddr]]]:
-    """The ``lookup``/``resolve`` pair of a socket of *family* at *own*."""
-    digit = _inet.FAMILY_DIGIT[family]
-
-    def lookup(dest: URL) -> SockAddr | None:
-        if dest.scheme not in SCHEMES:
-            raise InvalidURL(
-                f"{own}: cannot send to {dest}: not a udp://, udp4:// or udp6:// URL"
-            )
-        if not dest.host or not dest.port:
-            raise InvalidURL(
-                f"{own}: cannot send to {dest}: a host and port are needed"
-            )
-        found = _inet.literal_family(dest.host)
-        if found is None:
-            return None  # a host name: resolve() it
-        if found != family:
-            raise InvalidURL(
-                f"{own}: cannot send to {dest}: an IPv{_inet.FAMILY_DIGIT[found]} "
-                f"address from an IPv{digit} socket; open the socket with "
-                f"udp{_inet.FAMILY_DIGIT[found]}://"
-            )
-        return _inet.literal_sockaddr(dest, family, dest.host, dest.port)
-
-    async def resolve(dest: URL) -> SockAddr:
-        found = lookup(dest)  # same checks as for literals
-        if found is not None:
-            return found
-        for got, sockaddr in await _inet.resolve(dest, socket.SOCK_DGRAM):
-            if got == family:
-                return sockaddr
-        raise with_url(
-            OSError(errno.EADDRNOTAVAIL, f"the host has no IPv{digit} address"),
-            dest,
-            f"send_to from {own}",
-        )
-
-    return lookup, resolve
-
-
 async def open_datagram(url: URL) -> DatagramEndpoint:
     family, sockaddr = (await _inet.resolve(url, socket.SOCK_DGRAM, passive=True))[0]
     sock = _new_socket(url, family, "bind")
@@ -103,7 +57,7 @@ async def open_datagram(url: URL) -> DatagramEndpoint:
     except BaseException:
         sock.close()
         raise
-    return DatagramEndpoint(sock, bound, *_addressing(bound, family))
+    return DatagramEndpoint(sock, bound, *_inet.udp_addressing(bound, family))
 
 
 async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
@@ -111,7 +65,7 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
         raise InvalidURL(f"{url}: connect_datagram needs a port")
     peers = await _inet.resolve(url, socket.SOCK_DGRAM)
     family, peer = peers[0]
-    local_address: SockAddr | None = None
+    local_address: _inet.InetAddr | None = None
     if local is not None:
         _check_udp(local, "local=")
         mine = await _inet.resolve(local, socket.SOCK_DGRAM, passive=True)

@@ -1,22 +1,24 @@
 """The trio face of packet devices: PacketChannel over a tun/tap descriptor.
 
-The loops live in :mod:`._packet_core`, shared with the anyio face; this
-module binds trio's waits and resource errors to them.
+The loops live in :mod:`.._packet_core`, shared with the anyio face; this
+module binds trio's primitives and errors to them.
 """
 
 from __future__ import annotations
 
+from typing import final
+
 import trio
 
-from ._endpoints import PacketEndpoint
-from ._io import ConflictDetector
-from ._packet_core import DEFAULT_MAX_SIZE, PacketIO
-from ._stream import TRIO_WAITS
-from ._url import URL
+from .._endpoints import PacketEndpoint
+from .._packet_core import DEFAULT_MAX_SIZE, PacketIO
+from .._url import URL
+from ._face import TRIO
 
 __all__ = ["DEFAULT_MAX_SIZE", "PacketChannel"]
 
 
+@final
 class PacketChannel(PacketIO, trio.abc.Channel[bytes]):
     """A channel of whole packets from :func:`connect_datagram` (``tun://``, ``tap://``).
 
@@ -26,18 +28,13 @@ class PacketChannel(PacketIO, trio.abc.Channel[bytes]):
     larger than ``max_size`` is an error (EMSGSIZE), never silently cut.
     """
 
-    _broken_exception = trio.BrokenResourceError
-
     def __init__(self, endpoint: PacketEndpoint) -> None:
         self._init_packet(endpoint)
-        self._bind(TRIO_WAITS)
-        self._send_conflict = ConflictDetector(
+        self._bind(TRIO)
+        self._conflicts(
+            TRIO,
             f"{self.url}: another task is already sending on this channel",
-            trio.BusyResourceError,
-        )
-        self._receive_conflict = ConflictDetector(
             f"{self.url}: another task is already receiving on this channel",
-            trio.BusyResourceError,
         )
 
     @property
@@ -47,11 +44,3 @@ class PacketChannel(PacketIO, trio.abc.Channel[bytes]):
     @property
     def peer_address(self) -> URL:
         return self.url
-
-    def _scheduler_fds(self) -> tuple[int | None, int | None]:
-        if self._holder.closed:
-            raise self._closed_error()
-        return self._holder.fd, self._holder.fd
-
-    def _closed_error(self) -> trio.ClosedResourceError:
-        return trio.ClosedResourceError(f"{self.url}: this channel was closed")

@@ -1,10 +1,11 @@
 """The trio face of Windows pipe HANDLEs: :class:`HandleStream` (Windows only).
 
-:func:`._stream.wrap_stream` imports this lazily, on Windows, for endpoints
-that carry ``read_handle``/``write_handle`` (``pipe://``, ``anon://``).
+:func:`._stream.stream_from_endpoint` imports this lazily, on Windows, for
+endpoints that carry ``read_handle``/``write_handle`` (``pipe://``,
+``anon://``).
 
 Every operation is an overlapped call awaited on trio's completion port
-(see :mod:`._win32` for how cancellation is kept safe: a cancelled read or
+(see :mod:`.._win32` for how cancellation is kept safe: a cancelled read or
 write is cancelled with ``CancelIoEx`` and its completion awaited before the
 task moves on, so no buffer is freed under the kernel and no byte read is
 dropped).
@@ -28,10 +29,10 @@ import operator
 import sys
 
 if sys.platform != "win32":  # pragma: no cover - this is the POSIX case
-    raise ImportError("packeteer_trio._stream_windows is for Windows only")
+    raise ImportError("packeteer_trio._trio._stream_windows is for Windows only")
 assert sys.platform == "win32"  # for mypy: the rest is checked on win32 only
 
-from typing import Any
+from typing import Any, final
 
 import trio
 from trio.lowlevel import (
@@ -40,18 +41,22 @@ from trio.lowlevel import (
     checkpoint_if_cancelled,
 )
 
-from . import _win32
-from ._endpoints import StreamEndpoint
-from ._errors import PacketeerError
-from ._stream import DEFAULT_RECEIVE_SIZE, Stream
-from ._url import URL
-from .scheduler import Events
-from .schemes.pipe import ERROR_BROKEN_PIPE
+from .. import _win32
+from .._endpoints import StreamEndpoint
+from .._errors import PacketeerError
+from .._fdio import DEFAULT_RECEIVE_SIZE
+from .._io import ConflictDetector
+from .._url import URL
+from .._winerror import ERROR_BROKEN_PIPE
+from ._abc import Stream
+from ._face import CLOSE as _CLOSE
+from ._face import READ as _READ
+from ._face import WRITE as _WRITE
 
 _EMPTY = memoryview(b"")
-_READ, _WRITE, _CLOSE = int(Events.READ), int(Events.WRITE), int(Events.CLOSE)
 
 
+@final
 class HandleStream(Stream):
     """A stream over a Windows pipe HANDLE, or one HANDLE per direction.
 
@@ -63,7 +68,16 @@ class HandleStream(Stream):
     """
 
     def __init__(self, endpoint: StreamEndpoint) -> None:
-        super().__init__(endpoint.url)
+        url = self.url = endpoint.url
+        self._closed = False
+        self._send_conflict = ConflictDetector(
+            f"{url}: another task is already sending on this stream",
+            trio.BusyResourceError,
+        )
+        self._receive_conflict = ConflictDetector(
+            f"{url}: another task is already receiving from this stream",
+            trio.BusyResourceError,
+        )
         read, write = endpoint.read_handle, endpoint.write_handle
         self._reader = None if read is None else _win32.OwnedHandle(read)
         if write is not None and write == read:
@@ -79,6 +93,9 @@ class HandleStream(Stream):
     def duplex(self) -> bool:
         """One handle for both directions (``pipe://``)."""
         return self._reader is not None and self._reader is self._writer
+
+    def _closed_error(self) -> trio.ClosedResourceError:
+        return trio.ClosedResourceError(f"{self.url}: this stream was closed")
 
     def _side_error(self, side: str) -> trio.ClosedResourceError:
         if self._closed:
@@ -290,3 +307,6 @@ class HandleStream(Stream):
         """WRITE while there is a write side (asked after a wait, not before)."""
         writer = self._writer
         return 0 if writer is None or writer.closing or self._eof_sent else _WRITE
+
+    def __repr__(self) -> str:
+        return f"<HandleStream {self.url}{' closed' if self._closed else ''}>"
