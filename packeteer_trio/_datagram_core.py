@@ -1,19 +1,12 @@
-"""What both faces' datagram classes share: the loops, addresses, errors.
+"""What both faces' datagram sockets share: ownership, addresses, errors.
 
-The trio face (:mod:`._datagram`) and the anyio face
+The trio face (:mod:`._trio._datagram`) and the anyio face
 (:mod:`._anyio._datagram`) differ only in how they wait and which resource
-errors they raise; everything else lives here once: the send and receive
-loops, the receive buffer, the destination and sender caches, and the error
-messages that name the URL. A face binds its waits and checkpoints per
-instance (see :class:`._fdio.FaceHooks`) plus ``_sleep`` and the
-``_closed_exception`` its waits raise when the socket is closed under them.
-
-The loops keep the sandwich of :mod:`._fdio`: ``checkpoint_if_cancelled()``,
-the syscall, and on EAGAIN a wait (the schedule point), else a closing
-``cancel_shielded_checkpoint()``. ``Cancelled`` can only arrive before a
-datagram leaves or is taken from the kernel. A datagram that does not fit
-``max_size`` is detected (a buffer one byte larger; ``MSG_TRUNC`` on Linux
-reports the real size) and reported, never silently cut.
+errors they raise (the :class:`._io.Face` each binds); everything else lives
+once, here and in :mod:`._datagram_io` (the send and receive loops): the
+sockets and their closing, the receive buffer, the destination and sender
+caches, the pauses and retries when the kernel is short of memory, the
+one shared send slow path, and the error messages that name the URL.
 """
 
 from __future__ import annotations
@@ -23,7 +16,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._endpoints import PEER, DatagramEndpoint, SendToPeer, SockAddr
@@ -148,6 +141,46 @@ class DatagramCore(SocketAccess, FaceHooks):
             raise self._closed_error()
         return True
 
+    async def _send_slow(
+        self,
+        sock: socket.socket,
+        fd: int,
+        data: Data,
+        target: Target,
+        exc: OSError,
+        tries: int,
+        action: str,
+    ) -> int:
+        """The rest of one send whose first attempt failed with *exc*: wait
+        for room (EAGAIN) or pause (ENOBUFS, ENOMEM) and try again, until the
+        datagram is sent or dropped (see SEND_RETRIES). *tries* is the
+        retries spent so far in this call, returned updated: ``send_many``
+        has one budget for its batch. Ends after a schedule point, or raises.
+
+        The one copy of the send loop: every send tries the syscall inline
+        first and comes here only when the socket buffer is full or the
+        kernel short of memory, which is rare, so this coroutine costs
+        nothing in the common case.
+        """
+        pause, again = 0.0, False  # back off only on EAGAIN twice in a row
+        while True:
+            if isinstance(exc, BlockingIOError):
+                pause = await self._wait_room(fd, pause, again)
+                again = True
+            else:
+                if not await self._retry_send(exc, tries, action, data):
+                    return tries  # dropped
+                tries += 1
+                again = False
+            try:
+                if target is PEER:
+                    sock.send(data)
+                else:
+                    sock.sendto(data, target)
+                return tries
+            except OSError as failed:
+                exc = failed
+
     def _drop(self, exc: OSError, action: str) -> None:
         self._dropped += 1
         now = time.monotonic()
@@ -257,243 +290,3 @@ class DatagramCore(SocketAccess, FaceHooks):
         if self._closed:
             raise self._closed_error()
         return self._fd, self._send_fd
-
-
-class BoundDatagramIO(DatagramCore):
-    """send_to / send_many / receive_from / receive_many of a bound socket."""
-
-    def __init__(self, endpoint: DatagramEndpoint) -> None:
-        super().__init__(endpoint)
-        self._pending: Exception | None = None  # an error receive_many deferred
-
-    async def send_to(self, data: Data, address: str | URL) -> None:
-        """Send one datagram to *address* (e.g. a ``sender`` from receive_from)."""
-        with self._send_conflict:
-            await self._checkpoint_if_cancelled()
-            if self._closed:
-                raise self._closed_error()
-            entry = self._by_id.get(id(address))
-            if entry is not None and entry[0] is address:
-                target = entry[1]
-            else:
-                target = await self._target(address)
-            if target is PEER:
-                sock, fd = self._send_sock, self._send_fd
-            else:
-                sock, fd = self._sock, self._fd
-            waited, pause, tries = False, 0.0, 0
-            while True:
-                try:
-                    if target is PEER:
-                        sock.send(data)
-                    else:
-                        sock.sendto(data, target)
-                    break
-                except BlockingIOError:
-                    pause = await self._wait_room(fd, pause, waited)
-                    waited = True
-                except OSError as exc:
-                    action = f"send_to {address}"
-                    if not await self._retry_send(exc, tries, action, data):
-                        break
-                    tries += 1
-                    waited = True
-            if not waited:
-                await self._cancel_shielded_checkpoint()
-
-    async def send_many(self, items: Iterable[tuple[Data, str | URL]]) -> None:
-        """Send every ``(data, address)`` behind one checkpoint.
-
-        Waits only while the socket buffer is full. If it raises (or is
-        cancelled while waiting for room), the datagrams before the failing
-        one have been sent and the rest have not. A datagram the kernel has
-        no memory for (ENOBUFS, ENOMEM) even after the retries is dropped,
-        not raised: see SEND_RETRIES.
-        """
-        with self._send_conflict:
-            await self._checkpoint_if_cancelled()
-            if self._closed:
-                raise self._closed_error()
-            # Look every address up first: any DNS wait comes before sending.
-            batch = []
-            by_id = self._by_id
-            for data, address in items:
-                entry = by_id.get(id(address))
-                if entry is not None and entry[0] is address:
-                    batch.append((data, address, entry[1]))
-                else:
-                    batch.append((data, address, await self._target(address)))
-            sock, fd, send_sock, send_fd = (
-                self._sock,
-                self._fd,
-                self._send_sock,
-                self._send_fd,
-            )
-            waited, pause, tries = False, 0.0, 0
-            for data, address, target in batch:
-                again = False  # back off only on repeated EAGAIN for one datagram
-                while True:
-                    try:
-                        if target is PEER:
-                            send_sock.send(data)
-                        else:
-                            sock.sendto(data, target)
-                        break
-                    except BlockingIOError:
-                        wait_fd = send_fd if target is PEER else fd
-                        pause = await self._wait_room(wait_fd, pause, again)
-                        again = waited = True
-                    except OSError as exc:
-                        action = f"send_many to {address}"
-                        if not await self._retry_send(exc, tries, action, data):
-                            break  # dropped: on to the next one
-                        tries += 1  # one budget for the whole batch
-                        waited = True
-            if not waited:
-                await self._cancel_shielded_checkpoint()
-
-    async def receive_from(self, max_size: int | None = None) -> tuple[bytes, URL]:
-        """Receive one datagram: ``(data, sender)``; *sender* works for send_to."""
-        with self._receive_conflict:
-            await self._checkpoint_if_cancelled()
-            size = check_size(max_size)
-            if self._closed:
-                raise self._closed_error()
-            if self._pending is not None:
-                error, self._pending = self._pending, None
-                raise error
-            waited, pause = False, FIRST_PAUSE
-            while True:
-                try:
-                    # As in receive_many: an oversized datagram comes back at
-                    # its real length (MSG_TRUNC), which is all we use of it.
-                    data, address = self._sock.recvfrom(size + 1, TRUNC)
-                    break
-                except BlockingIOError:
-                    await self._wait_data()
-                    waited = True
-                except OSError as exc:
-                    pause = await self._receive_pause(exc, pause, "receive_from", size)
-                    waited = True
-            sender = self._senders.get(address) or self._new_sender(address)
-            if not waited:
-                await self._cancel_shielded_checkpoint()
-            if len(data) > size:
-                raise self._truncated(len(data), size, sender)
-            return data, sender
-
-    async def receive_many(
-        self, max_count: int = 64, *, max_size: int | None = None
-    ) -> list[tuple[bytes, URL]]:
-        """Wait for one datagram, then take every one already queued.
-
-        Returns up to *max_count* ``(data, sender)`` pairs behind a single
-        checkpoint. An error met after the first datagram (a truncated one,
-        say) is raised by the next receive, so nothing taken is lost.
-        """
-        with self._receive_conflict:
-            await self._checkpoint_if_cancelled()
-            size = check_size(max_size)
-            if max_count < 1:
-                raise ValueError("max_count must be >= 1")
-            if self._closed:
-                raise self._closed_error()
-            if self._pending is not None:
-                error, self._pending = self._pending, None
-                raise error
-            # Per datagram, recvfrom() costs less than recvfrom_into() plus a
-            # copy out of the shared buffer (~0.3 us of ~5). With MSG_TRUNC a
-            # datagram larger than the size+1 bytes asked for comes back as a
-            # bytes object of its real length whose tail is garbage: only its
-            # length is used, to report it.
-            recvfrom, senders, limit = self._sock.recvfrom, self._senders, size + 1
-            waited, pause = False, FIRST_PAUSE
-            while True:
-                try:
-                    data, address = recvfrom(limit, TRUNC)
-                    break
-                except BlockingIOError:
-                    await self._wait_data()
-                    waited = True
-                except OSError as exc:
-                    pause = await self._receive_pause(exc, pause, "receive_many", size)
-                    waited = True
-            # From here on no await until the end: nothing taken can be lost.
-            result: list[tuple[bytes, URL]] = []
-            append = result.append
-            failure: Exception | None = None
-            while True:
-                sender = senders.get(address) or self._new_sender(address)
-                if len(data) > size:
-                    failure = self._truncated(len(data), size, sender)
-                    break
-                append((data, sender))
-                if len(result) >= max_count:
-                    break
-                try:
-                    data, address = recvfrom(limit, TRUNC)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    if exc.errno not in SHORT_OF_MEMORY:  # that one can wait
-                        failure = self._error(exc, "receive_many", size=size)
-                    break
-            if not waited:
-                await self._cancel_shielded_checkpoint()
-            if failure is not None:
-                if not result:
-                    raise failure
-                self._pending = failure
-            return result
-
-
-class ConnectedDatagramIO(DatagramCore):
-    """send / receive of a connected socket, one datagram each."""
-
-    async def send(self, value: Data) -> None:
-        with self._send_conflict:
-            await self._checkpoint_if_cancelled()
-            if self._closed:
-                raise self._closed_error()
-            waited, pause, tries = False, 0.0, 0
-            while True:
-                try:
-                    self._send_sock.send(value)
-                    break
-                except BlockingIOError:
-                    pause = await self._wait_room(self._send_fd, pause, waited)
-                    waited = True
-                except OSError as exc:
-                    if not await self._retry_send(exc, tries, "send", value):
-                        break
-                    tries += 1
-                    waited = True
-            if not waited:
-                await self._cancel_shielded_checkpoint()
-
-    async def receive(self, *, max_size: int | None = None) -> bytes:
-        # max_size is keyword-only: the ABCs' receive() takes no argument, so
-        # an extra one must not be reachable positionally.
-        with self._receive_conflict:
-            await self._checkpoint_if_cancelled()
-            size = check_size(max_size)
-            if self._closed:
-                raise self._closed_error()
-            view = receive_buffer(size)
-            waited, pause = False, FIRST_PAUSE
-            while True:
-                try:
-                    count = self._sock.recv_into(view, size + 1, TRUNC)
-                    break
-                except BlockingIOError:
-                    await self._wait_data()
-                    waited = True
-                except OSError as exc:
-                    pause = await self._receive_pause(exc, pause, "receive", size)
-                    waited = True
-            data = bytes(view[: min(count, size)])  # before any await: shared buffer
-            if not waited:
-                await self._cancel_shielded_checkpoint()
-            if count > size:
-                raise self._truncated(count, size, self.url)
-            return data

@@ -3,7 +3,7 @@
 :class:`DatagramSocket` (bound, from ``open_datagram``) carries
 ``(bytes, URL)`` items, :class:`DatagramChannel` (from ``connect_datagram``)
 carries ``bytes``. The loops are the trio face's, from
-:mod:`.._datagram_core`, with anyio's waits bound in: the checkpoint
+:mod:`.._datagram_io`, with anyio's waits bound in: the checkpoint
 sandwich (cancellation never arrives after a datagram left or was taken from
 the kernel), a datagram that does not fit ``max_size`` is reported and never
 silently cut, and destination URLs become sockaddrs through the scheme's
@@ -26,13 +26,8 @@ from typing import Any, final
 import anyio
 import anyio.abc
 
-from .._datagram_core import (
-    DEFAULT_MAX_SIZE,
-    BoundDatagramIO,
-    ConnectedDatagramIO,
-    Data,
-    DatagramCore,
-)
+from .._datagram_core import DEFAULT_MAX_SIZE, Data, DatagramCore
+from .._datagram_io import BoundDatagramIO, ConnectedDatagramIO
 from .._endpoints import DatagramEndpoint, PacketEndpoint
 from .._packet_core import PacketIO
 from .._url import URL

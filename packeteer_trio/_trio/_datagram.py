@@ -1,14 +1,16 @@
 """The trio face's datagram sockets over raw endpoints: bound and connected.
 
-The loops, address caches and error messages live in :mod:`.._datagram_core`,
-shared with the anyio face; these classes bind trio's primitives and errors.
+The loops, address caches and error messages live in :mod:`.._datagram_io`
+and :mod:`.._datagram_core`, shared with the anyio face; these classes bind
+trio's primitives and errors.
 """
 
 from __future__ import annotations
 
 from typing import final
 
-from .._datagram_core import BoundDatagramIO, ConnectedDatagramIO, DatagramCore
+from .._datagram_core import DatagramCore
+from .._datagram_io import BoundDatagramIO, ConnectedDatagramIO
 from .._endpoints import DatagramEndpoint
 from .._sockinfo import socket_url
 from .._url import URL
