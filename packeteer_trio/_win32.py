@@ -1,7 +1,7 @@
 """Win32 for named pipes, on trio's I/O completion port (Windows only).
 
 Imported only on Windows, by :mod:`.schemes._pipe_windows` and
-:mod:`._stream_windows`; importing it elsewhere raises ImportError.
+:mod:`._trio._stream_windows`; importing it elsewhere raises ImportError.
 
 Win32 calls go through :mod:`ctypes` with explicit ``argtypes``/``restype``
 (no new dependency). Waiting goes through trio's IOCP: every handle is

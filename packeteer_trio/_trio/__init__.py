@@ -2,7 +2,7 @@
 
 - :mod:`._abc`: the public types the verbs return (Stream, Listener,
   DatagramSocket, DatagramChannel), abstract;
-- :mod:`._face`: the :class:`..._io.Face` this face hands the core;
+- :mod:`._face`: the :class:`.._io.Face` this face hands the core;
 - :mod:`._stream`, :mod:`._stream_windows`, :mod:`._listener`,
   :mod:`._datagram`, :mod:`._packet`: the classes over raw endpoints;
 - :mod:`._wrapped`: the adapters of a user scheme's trio objects;

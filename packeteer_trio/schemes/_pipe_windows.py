@@ -2,7 +2,7 @@ r"""pipe:// and anon:// on Windows: named pipes on trio's IOCP (Windows only).
 
 Loaded on first use by :mod:`.pipe` (never on POSIX; importing it there raises
 ImportError). The Win32 calls and the overlapped waits are in :mod:`.._win32`,
-the stream class in :mod:`.._stream_windows`.
+the stream class in :mod:`.._trio._stream_windows`.
 
 ``listen("pipe:///name")`` creates the first instance of ``\\.\pipe\name``
 with ``FILE_FLAG_FIRST_PIPE_INSTANCE`` (so a name someone else holds is an
@@ -12,11 +12,12 @@ through trio's IOCP, and as soon as a client is connected the next spare is
 created before the connected one is handed out. Every instance is overlapped,
 ``PIPE_REJECT_REMOTE_CLIENTS`` (local machine only), of message type and
 read in message mode: the stream is still a byte stream, but a zero-length
-message can mark a half-close (see :mod:`.._stream_windows`). Instances get
-the default security descriptor: full control for the creator, SYSTEM and
-administrators, read access for everyone else (so another local user can
-connect for reading only). ``backlog`` is ignored: clients beyond the one
-spare instance wait in ``connect`` (below) until the next ``accept``.
+message can mark a half-close (see :mod:`.._trio._stream_windows`).
+Instances get the default security descriptor: full control for the
+creator, SYSTEM and administrators, read access for everyone else (so
+another local user can connect for reading only). ``backlog`` is ignored:
+clients beyond the one spare instance wait in ``connect`` (below) until the
+next ``accept``.
 
 ``connect("pipe:///name")`` opens the client end with ``CreateFileW``. When
 every instance is busy (``ERROR_PIPE_BUSY``) it waits in ``WaitNamedPipeW``
