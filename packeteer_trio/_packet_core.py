@@ -5,7 +5,10 @@ A tun/tap fd is not a socket: ``read()`` returns exactly one packet and
 ``os.write`` with the sandwich of :mod:`._fdio`: ``checkpoint_if_cancelled()``,
 the syscall, on EAGAIN a wait (the schedule point), else a closing
 ``cancel_shielded_checkpoint()``. ``Cancelled`` can only arrive before a
-packet leaves or is taken from the kernel. The trio face
+packet leaves or is taken from the kernel. They are not the datagram loops
+of :mod:`._datagram_io`: no sockaddrs, no retries when the kernel is short
+of memory (a tun/tap write either takes the packet or fails), and the
+device's own errors (a deleted interface, a link that is down). The trio face
 (:mod:`._trio._packet`) and the anyio face (:mod:`._anyio._datagram`) bind
 their :class:`._io.Face`; nothing else differs.
 """
