@@ -12,7 +12,8 @@ asyncio, uvloop) while the server stays the same:
 
 Paths (both servers): any ``GET``/``POST`` answers ``METHOD TARGET LENGTH
 SHA256`` of the body it received; ``/big`` answers :data:`BIG`. The h11
-server also has ``/die`` (promises 1 MB, sends 1000 bytes, closes),
+server also has ``/die`` (promises 1 MB, sends 1000 bytes, closes), ``/eof``
+(a body without length, ended by closing without TLS's close_notify),
 ``/stall`` (never answers), ``/sink`` (never reads the body) and ``/close``
 (answers, then closes the connection).
 """
@@ -34,6 +35,8 @@ import packeteer_trio as pt
 
 BIG = os.urandom(3 << 20)  # more than any socket buffer: sends must wait
 DIE_LENGTH = 1 << 20
+# HTTP/1.0's framing: no length, the body ends with the connection.
+EOF_RESPONSE = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nthe body ends at EOF"
 
 
 def summary(method: bytes, target: bytes, body: bytes) -> bytes:
@@ -46,12 +49,18 @@ class _ServerThread:
 
     def __init__(self, url: str) -> None:
         self._listen_url = url
-        self.url: pt.URL | None = None
+        self._url: pt.URL | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> pt.URL:
+        """The bound URL (the real port filled in)."""
+        assert self._url is not None, "not started"
+        return self._url
 
     async def serve(self, listener: pt.Listener) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -61,7 +70,7 @@ class _ServerThread:
             self._token = trio.lowlevel.current_trio_token()
             with trio.CancelScope() as self._scope:
                 async with await pt.listen(self._listen_url) as listener:
-                    self.url = listener.url
+                    self._url = listener.url
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self.serve, listener)
                         await trio.sleep(0)
@@ -77,7 +86,7 @@ class _ServerThread:
     def __enter__(self) -> Any:
         self._thread.start()
         self._ready.wait(20)
-        if self.url is None:
+        if self._url is None:
             self._thread.join(20)
             raise RuntimeError(f"server on {self._listen_url} did not start") from (
                 self._error
@@ -90,6 +99,12 @@ class _ServerThread:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.stop()
+        if self._error is not None and exc is None:
+            raise self._error
+
+    def stop(self) -> None:
+        """Stop serving: every connection and the listener are closed."""
         if self._token is not None and self._scope is not None:
             try:  # (from any thread, also from inside the client's trio run)
                 self._token.run_sync_soon(self._scope.cancel)
@@ -97,8 +112,6 @@ class _ServerThread:
                 pass
         self._thread.join(20)
         assert not self._thread.is_alive(), "the server thread did not stop"
-        if self._error is not None and exc is None:
-            raise self._error
 
 
 class H11Server(_ServerThread):
@@ -124,13 +137,20 @@ class H11Server(_ServerThread):
         stream: trio.abc.Stream = raw
         if self.tls is not None:
             stream = trio.SSLStream(raw, self.tls, server_side=True)
+        outcome = "abort"
         try:
-            async with stream:
-                await self._http(stream)
+            outcome = await self._http(stream)
         except trio.BrokenResourceError:  # the client went away (or failed TLS)
             pass
+        finally:
+            try:
+                # "abort" (also when stopped): no TLS goodbye (close_notify),
+                # as many servers do.
+                await (stream if outcome == "close" else raw).aclose()
+            except trio.BrokenResourceError:
+                pass
 
-    async def _http(self, stream: trio.abc.Stream) -> None:
+    async def _http(self, stream: trio.abc.Stream) -> str:
         connection = h11.Connection(h11.SERVER)
         request: h11.Request | None = None
         body = bytearray()
@@ -156,7 +176,10 @@ class H11Server(_ServerThread):
                     await trio.sleep_forever()
                 if event.target == b"/die":
                     await send(head(DIE_LENGTH), h11.Data(data=b"x" * 1000))
-                    return  # closed without the rest: a server that died
+                    return "abort"  # closed without the rest: a server that died
+                if event.target == b"/eof":  # a body that ends where the stream does
+                    await stream.send_all(EOF_RESPONSE)
+                    return "abort"
             elif isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
@@ -171,11 +194,11 @@ class H11Server(_ServerThread):
                         h11.Data(data=reply),
                         h11.EndOfMessage(),
                     )
-                    return
+                    return "close"
                 await send(head(len(reply)), h11.Data(data=reply), h11.EndOfMessage())
                 connection.start_next_cycle()
             else:  # ConnectionClosed: the client is done
-                return
+                return "close"
 
 
 async def asgi_app(
