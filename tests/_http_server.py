@@ -15,7 +15,8 @@ SHA256`` of the body it received; ``/big`` answers :data:`BIG`. The h11
 server also has ``/die`` (promises 1 MB, sends 1000 bytes, closes), ``/eof``
 (a body without length, ended by closing without TLS's close_notify),
 ``/stall`` (never answers), ``/sink`` (never reads the body) and ``/close``
-(answers, then closes the connection).
+(answers, then closes the connection), and ``/version`` (a little of what
+Docker's API says there).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import packeteer_trio as pt
 
 BIG = os.urandom(3 << 20)  # more than any socket buffer: sends must wait
 DIE_LENGTH = 1 << 20
+DOCKER_VERSION = b'{"ApiVersion":"1.47","Version":"27.3.1","Os":"linux"}'
 # HTTP/1.0's framing: no length, the body ends with the connection.
 EOF_RESPONSE = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nthe body ends at EOF"
 
@@ -186,6 +188,8 @@ class H11Server(_ServerThread):
                 assert request is not None
                 if request.target == b"/big":
                     reply = BIG
+                elif request.target == b"/version":  # as Docker's API answers
+                    reply = DOCKER_VERSION
                 else:
                     reply = summary(request.method, request.target, bytes(body))
                 if request.target == b"/close":
@@ -244,7 +248,8 @@ async def asgi_app(
 class Hypercorn(_ServerThread):
     """hypercorn (its trio worker) serving :func:`asgi_app` on our listener.
 
-    The listening socket is handed over as ``fd://`` of a duplicate:
+    The listening socket is handed over as ``fd://`` of a duplicate (a
+    handle on Windows):
     hypercorn closes the descriptor it is given, and our listener keeps (and
     on close removes) its own.
     """
@@ -254,6 +259,8 @@ class Hypercorn(_ServerThread):
         from hypercorn.trio import serve
 
         config = Config()
-        config.bind = [f"fd://{os.dup(listener.fileno())}"]
+        # socket.dup(), not os.dup(): on Windows a socket is no CRT descriptor.
+        [sock] = listener.sockets
+        config.bind = [f"fd://{sock.dup().detach()}"]
         config.graceful_timeout = 0.1
         await serve(asgi_app, config, mode="asgi")

@@ -112,13 +112,17 @@ class URLBackend(httpcore.AsyncNetworkBackend):
     """
 
     def __init__(self, url: str | URL) -> None:
-        self.url = URL.parse(url)
-        """The packeteer URL every connection goes to."""
-        if self.url.behaviour != "stream":
+        self._url = URL.parse(url)
+        if self._url.behaviour != "stream":
             raise InvalidURL(
-                f"{self.url}: HTTP needs a stream URL, not ?behaviour=datagram"
+                f"{self._url}: HTTP needs a stream URL, not ?behaviour=datagram"
             )
         self._descriptor_taken = False
+
+    @property
+    def url(self) -> URL:
+        """The packeteer URL every connection goes to."""
+        return self._url
 
     def __repr__(self) -> str:
         return f"URLBackend({str(self.url)!r})"
@@ -131,6 +135,9 @@ class URLBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> NetworkStream:
+        """A connection to :attr:`url` (*host*, *port* and *local_address*
+        are the request's and not used); *socket_options* are set on its
+        socket."""
         return await self._connect(timeout, socket_options)
 
     async def connect_unix_socket(
@@ -139,9 +146,12 @@ class URLBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> NetworkStream:
+        """A connection to :attr:`url`, as :meth:`connect_tcp` (*path* is not
+        used: httpx's ``uds=`` is the URL's job here)."""
         return await self._connect(timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
+        """Sleep on whichever event loop runs (httpcore's retry back-off)."""
         await anyio.sleep(seconds)
 
     async def _connect(

@@ -128,13 +128,18 @@ class NetworkStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, stream: anyio.abc.ByteStream, url: URL) -> None:
         self._stream = stream
-        self.url = url
+        self._url = url
+
+    @property
+    def url(self) -> URL:
         """The packeteer URL the connection was opened to."""
+        return self._url
 
     def __repr__(self) -> str:
-        return f"<NetworkStream {self.url}>"
+        return f"<NetworkStream {self._url}>"
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Up to *max_bytes* bytes; ``b""`` at end of stream."""
         try:
             with anyio.fail_after(timeout):
                 return await self._stream.receive(max_bytes)
@@ -142,16 +147,17 @@ class NetworkStream(httpcore.AsyncNetworkStream):
             return b""
         except TimeoutError as exc:
             raise httpcore.ReadTimeout(
-                f"{self.url}: nothing received within {timeout} s"
+                f"{self._url}: nothing received within {timeout} s"
             ) from exc
         except (
             anyio.BrokenResourceError,
             anyio.ClosedResourceError,
             ssl.SSLError,
         ) as exc:
-            raise httpcore.ReadError(f"{self.url}: {reason(exc)}") from exc
+            raise httpcore.ReadError(f"{self._url}: {reason(exc)}") from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """All of *buffer*, or WriteTimeout / WriteError."""
         if not buffer:
             return
         try:
@@ -159,16 +165,17 @@ class NetworkStream(httpcore.AsyncNetworkStream):
                 await self._stream.send(buffer)
         except TimeoutError as exc:
             raise httpcore.WriteTimeout(
-                f"{self.url}: could not send within {timeout} s"
+                f"{self._url}: could not send within {timeout} s"
             ) from exc
         except (
             anyio.BrokenResourceError,
             anyio.ClosedResourceError,
             ssl.SSLError,
         ) as exc:
-            raise httpcore.WriteError(f"{self.url}: {reason(exc)}") from exc
+            raise httpcore.WriteError(f"{self._url}: {reason(exc)}") from exc
 
     async def aclose(self) -> None:
+        """Close the connection (and the descriptor under it)."""
         await self._stream.aclose()
 
     async def start_tls(
@@ -194,16 +201,16 @@ class NetworkStream(httpcore.AsyncNetworkStream):
             await anyio.aclose_forcefully(self._stream)
             if isinstance(exc, TimeoutError):
                 raise httpcore.ConnectTimeout(
-                    f"{self.url}: no TLS handshake within {timeout} s"
+                    f"{self._url}: no TLS handshake within {timeout} s"
                 ) from exc
             if isinstance(
                 exc, anyio.BrokenResourceError | anyio.EndOfStream | ssl.SSLError
             ):
                 raise httpcore.ConnectError(
-                    f"{self.url}: TLS handshake with {server_hostname}: {reason(exc)}"
+                    f"{self._url}: TLS handshake with {server_hostname}: {reason(exc)}"
                 ) from exc
             raise
-        return NetworkStream(tls, self.url)
+        return NetworkStream(tls, self._url)
 
     def get_extra_info(self, info: str) -> Any:
         """What httpcore's own backends answer: ``ssl_object`` (of the TLS

@@ -98,11 +98,10 @@ class URLTransport(httpx.AsyncBaseTransport):
         retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> None:
-        self.backend = URLBackend(url)
-        """The :class:`URLBackend` the connections are made with."""
+        self._backend = URLBackend(url)
         keepalive_expiry = limits.keepalive_expiry
         max_connections = limits.max_connections
-        if self.backend.url.scheme == "fd":
+        if self._backend.url.scheme == "fd":
             max_connections, keepalive_expiry = 1, None
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify, trust_env=trust_env),
@@ -113,18 +112,24 @@ class URLTransport(httpx.AsyncBaseTransport):
             http2=http2,
             retries=retries,
             socket_options=socket_options,
-            network_backend=self.backend,
+            network_backend=self._backend,
         )
+
+    @property
+    def backend(self) -> URLBackend:
+        """The :class:`URLBackend` the connections are made with."""
+        return self._backend
 
     @property
     def url(self) -> URL:
         """The packeteer URL every request goes over."""
-        return self.backend.url
+        return self._backend.url
 
     def __repr__(self) -> str:
         return f"URLTransport({str(self.url)!r})"
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send *request* over a pooled connection (what httpx calls)."""
         if not isinstance(request.stream, httpx.AsyncByteStream):
             raise TypeError(
                 f"{self.url}: URLTransport is asynchronous; use httpx.AsyncClient"
@@ -152,6 +157,7 @@ class URLTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        """Close every pooled connection."""
         with httpx_exceptions():
             await self._pool.aclose()
 
