@@ -27,7 +27,7 @@ class Bar:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
-    def show(self, done: float, total: float, label: str) -> None:
+    def show(self, done: float, total: float, label: str, unit: str) -> None:
         pass
 
     def note(self, message: str) -> None:
@@ -42,13 +42,13 @@ class TextBar(Bar):
 
     draws = True
 
-    def __init__(self, stream: TextIO, unit: str) -> None:
+    def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
-        self._unit, self._line = unit, ""
+        self._line = ""
 
-    def show(self, done: float, total: float, label: str) -> None:
+    def show(self, done: float, total: float, label: str, unit: str) -> None:
         percent = 100 * done / total if total else 100.0
-        self._line = f"{label}: {percent:3.0f}% ({done:.0f}/{total:.0f} {self._unit})"
+        self._line = f"{label}: {percent:3.0f}% ({done:.0f}/{total:.0f} {unit})"
         self._stream.write(f"\r\x1b[K{self._line}")
         self._stream.flush()
 
@@ -66,20 +66,20 @@ class TqdmBar(Bar):
 
     draws = True
 
-    def __init__(self, stream: TextIO, unit: str, unit_scale: bool) -> None:
+    def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         import tqdm
 
         self._tqdm = tqdm
-        self._bar = tqdm.tqdm(
-            file=stream, unit=unit, unit_scale=unit_scale, leave=False, total=0
-        )
+        self._bar = tqdm.tqdm(file=stream, leave=False, total=0)
 
-    def show(self, done: float, total: float, label: str) -> None:
+    def show(self, done: float, total: float, label: str, unit: str) -> None:
         bar = self._bar
         if bar.total != total or bar.desc != label:
             bar.reset(total=total)
             bar.set_description_str(label, refresh=False)
+            bar.unit = unit
+            bar.unit_scale = unit == "B"  # 16.0MB, but 5000 round trips
         bar.n = done
         bar.refresh()
 
@@ -90,22 +90,20 @@ class TqdmBar(Bar):
         self._bar.close()
 
 
-def open_bar(
-    unit: str, *, unit_scale: bool = False, stream: TextIO | None = None
-) -> Bar:
+def open_bar(stream: TextIO | None = None) -> Bar:
     """The best bar this stderr can show (see the module's docstring)."""
     stream = stream or sys.stderr
     if not stream.isatty():
         return Bar(stream)
     try:
-        return TqdmBar(stream, unit, unit_scale)
+        return TqdmBar(stream)
     except ImportError:
-        return TextBar(stream, unit)
+        return TextBar(stream)
 
 
 @asynccontextmanager
 async def tracking(
-    bar: Bar, label: str, total: float, done: Callable[[], float]
+    bar: Bar, label: str, total: float, unit: str, done: Callable[[], float]
 ) -> AsyncIterator[None]:
     """Redraw *bar* from ``done()`` while the block runs (no-op without a bar)."""
     if not bar.draws:
@@ -114,11 +112,11 @@ async def tracking(
 
     async def redraw() -> None:
         while True:
-            bar.show(done(), total, label)
+            bar.show(done(), total, label, unit)
             await trio.sleep(REFRESH)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(redraw)
         yield
-        bar.show(done(), total, label)
+        bar.show(done(), total, label, unit)
         nursery.cancel_scope.cancel()

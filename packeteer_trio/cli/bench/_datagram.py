@@ -24,7 +24,7 @@ class _Counter:
 
 
 async def bench_datagrams(args: argparse.Namespace) -> int:
-    bar = open_bar("datagrams")
+    bar = open_bar()
     try:
         with local_binding(args.url, None) as local:
             channels = [
@@ -48,7 +48,7 @@ async def _bench(
     bar.note("bench: burst…")
     echoed = _Counter()
     total = args.count * len(channels)
-    async with tracking(bar, "burst", total, lambda: echoed.n):
+    async with tracking(bar, "burst", total, "datagrams", lambda: echoed.n):
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
             for channel in channels:
@@ -57,7 +57,7 @@ async def _bench(
     report.datagram_throughput(total, args.size, seconds)
     bar.note("bench: round trips…")
     times: list[int] = []
-    async with tracking(bar, "round trips", total, lambda: len(times)):
+    async with tracking(bar, "round trips", total, "round trips", lambda: len(times)):
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
             for channel in channels:

@@ -27,7 +27,7 @@ class _Counter:
 
 async def bench_streams(args: argparse.Namespace) -> int:
     bulk = int(args.bulk * 1e6)
-    bar = open_bar("B", unit_scale=True)
+    bar = open_bar()
     try:
         async with AsyncExitStack() as stack:
             streams: list[pt.Stream] = []
@@ -43,7 +43,7 @@ async def bench_streams(args: argparse.Namespace) -> int:
                 read = _Counter()
                 total = bulk * len(streams)
                 with trio.fail_after(args.timeout):
-                    async with tracking(bar, "throughput", total, lambda: read.n):
+                    async with tracking(bar, "throughput", total, "B", lambda: read.n):
                         start = trio.current_time()
                         async with trio.open_nursery() as nursery:
                             for stream in streams:
@@ -54,7 +54,9 @@ async def bench_streams(args: argparse.Namespace) -> int:
             times: list[int] = []
             total = args.count * len(streams)
             with trio.fail_after(args.timeout):
-                async with tracking(bar, "round trips", total, lambda: len(times)):
+                async with tracking(
+                    bar, "round trips", total, "round trips", lambda: len(times)
+                ):
                     start = trio.current_time()
                     async with trio.open_nursery() as nursery:
                         for stream in streams:

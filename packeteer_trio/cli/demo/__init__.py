@@ -145,11 +145,11 @@ async def run(args: argparse.Namespace) -> int:
         cases = [case for case in cases if case.selected(args.only)]
         if not cases:
             raise UsageError(f"no demo rows match --only {' '.join(args.only)}")
-        bar = open_bar("cases")
+        bar = open_bar()
         try:
             for number, case in enumerate(cases, 1):
                 label = f"demo [{number}/{len(cases)}] {case.scheme} {case.behaviour}"
-                bar.show(number - 1, len(cases), label)
+                bar.show(number - 1, len(cases), label, "cases")
                 await run_case(case, label, args.timeout, bar)
         finally:
             bar.close()
