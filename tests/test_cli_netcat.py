@@ -734,3 +734,43 @@ def test_bench_draws_nothing_when_stderr_is_no_terminal() -> None:
         "bench: throughput…",
         "bench: round trips…",
     ]
+
+
+# -- the same flags where a FIFO or datagrams make them mean something ----------------
+
+
+def test_exec_per_fifo_writer_prints_on_stdout(tmp_path: Path) -> None:
+    """A FIFO's reader end cannot answer: the child's stdout is cat's own."""
+    fifo = tmp_path / "f"
+    with server("cat", "-lk", "-v", "-e", "wc -c", f"fifo://{fifo}") as cat:
+        cat.bound_url()
+        for number, data in enumerate([b"12345", b"1234567890"], 1):
+            result = tool("socat", "-u", "STDIN", f"PIPE:{fifo}", data=data)
+            assert result.returncode == 0, result.stderr
+            cat.wait_for(rf"#{number} wc -c: exited with status 0")
+        wait_until(lambda: len(cat.stdout) == 2, "two counts")
+    assert [line.strip() for line in cat.stdout] == ["5", "10"]
+
+
+def test_keep_open_on_udp_hears_every_sender() -> None:
+    with server("cat", "-lk", "-v", "udp4://127.0.0.1:0") as cat:
+        target = cat.bound_url().removeprefix("udp4://")
+        for word in ("one", "two"):
+            tool("socat", "-u", "-", f"UDP4:{target}", data=f"{word}\n".encode())
+            cat.wait_for(f"^{word}$")
+        cat.stop()
+    assert len([line for line in cat.stderr if "datagrams from" in line]) == 2
+
+
+def test_relay_wait_forgets_an_idle_udp_sender() -> None:
+    with (
+        server("echo", "-q", "udp4://127.0.0.1:0") as echo,
+        server(
+            "relay", "-v", "-w", "0.5", "udp4://127.0.0.1:0", echo.bound_url()
+        ) as relay,
+    ):
+        target = relay.bound_url().removeprefix("udp4://")
+        result = tool("socat", "-T", "1", "-", f"UDP4:{target}", data=b"ping\n")
+        assert result.stdout == b"ping\n"
+        relay.wait_for(r"#1 new sender: udp4://127\.0\.0\.1:\d+")
+        relay.wait_for(r"#1 closed: udp4://127\.0\.0\.1:\d+: 5 bytes up, 5 bytes down")
