@@ -539,7 +539,8 @@ def test_bad_numbers_exit_2_naming_the_option(
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     # argparse names every spelling: "argument -w/--wait: ..."
-    assert re.match(rf"packeteer {command}: error: argument (-\w/)?{option}: ", lines[0])
+    prefix = rf"packeteer {command}: error: argument (-\w/)?{option}: "
+    assert re.match(prefix, lines[0])
 
 
 def test_good_numbers_are_taken() -> None:

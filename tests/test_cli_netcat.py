@@ -7,7 +7,6 @@ Servers print ``listening on URL``; the tests read the address from there.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shlex
@@ -16,7 +15,6 @@ import socket
 import struct
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +26,9 @@ if sys.platform == "win32":  # pragma: no cover
     pytest.skip(
         "nc and socat, local:// and fifo://: POSIX only", allow_module_level=True
     )
+
+import fcntl  # POSIX modules: imported after the skip
+import termios
 
 from .test_cli import CLI, TIMEOUT, Proc, cli, closed_port, env, one_line_error
 
