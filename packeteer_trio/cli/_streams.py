@@ -111,8 +111,9 @@ class Silence:
             self.start()
 
     def start(self) -> None:
-        self.active = True
-        self.scope.deadline = trio.current_time() + self._span
+        if self.seconds is not None:  # else touch() stays a no-op
+            self.active = True
+            self.scope.deadline = trio.current_time() + self._span
 
     def touch(self) -> None:
         if self.active:
