@@ -15,6 +15,7 @@ ends the server unless the callback handles it.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import tempfile
@@ -90,13 +91,20 @@ async def ask(url: p7r.URL, message: bytes) -> bytes:
         return echo
 
 
+def local_url(tmp: str, name: str) -> str:
+    """A local transport for the self-test: AF_UNIX, a named pipe on Windows."""
+    if sys.platform == "win32":
+        return f"pipe:///packeteer-example-{os.getpid()}-{len(name)}"
+    return f"local://{tmp}/{len(name)}.sock"
+
+
 async def self_test() -> None:
-    """Start both servers on loopback and a temporary socket, and ask each."""
+    """Start both servers on loopback and a local transport, and ask each."""
     servers = [("scheduler", scheduler_echo_server), ("plain trio", plain_echo_server)]
     with tempfile.TemporaryDirectory() as tmp:
         async with trio.open_nursery() as nursery:
             for name, server in servers:
-                for url in ("tcp4://127.0.0.1:0", f"local://{tmp}/{len(name)}.sock"):
+                for url in ("tcp4://127.0.0.1:0", local_url(tmp, name)):
                     bound = await nursery.start(server, url)
                     echo = await ask(bound, f"hello, {name} style".encode())
                     print(f"{name:>10} style on {bound}: {echo.decode()!r}")

@@ -177,20 +177,32 @@ class DatagramCore(SocketAccess, FaceHooks):
             )
             self._dropped, self._drop_logged = 0, now
 
-    async def _receive_pause(self, exc: OSError, pause: float, action: str) -> float:
-        """A receive that failed with ENOMEM/ENOBUFS took nothing: sleep
-        *pause* and return the next one; other errors are raised, naming the
-        URL."""
+    async def _receive_pause(
+        self, exc: OSError, pause: float, action: str, size: int
+    ) -> float:
+        """A receive (of at most *size* bytes) that failed with ENOMEM/ENOBUFS
+        took nothing: sleep *pause* and return the next one; other errors are
+        raised, naming the URL."""
         if exc.errno not in SHORT_OF_MEMORY or self._closed:
-            raise self._error(exc, action) from exc
+            raise self._error(exc, action, size=size) from exc
         await self._sleep(pause)
         if self._closed:
             raise self._closed_error()
         return min(pause * 2, MAX_PAUSE)
 
-    def _error(self, exc: OSError, action: str, data: Data | None = None) -> Exception:
+    def _error(
+        self,
+        exc: OSError,
+        action: str,
+        data: Data | None = None,
+        size: int | None = None,
+    ) -> Exception:
         if self._closed or exc.errno == errno.EBADF:
             return self._closed_error()
+        if exc.errno == errno.EMSGSIZE and size is not None:
+            # Windows: a receive into a too-small buffer fails (WSAEMSGSIZE)
+            # and drops the datagram; report it as everywhere else.
+            return self._truncated(size + 1, size, None)
         if exc.errno == errno.EMSGSIZE and data is not None:
             size = memoryview(data).nbytes
             return OSError(
@@ -198,7 +210,9 @@ class DatagramCore(SocketAccess, FaceHooks):
                 f"{self.url}: {action} failed: the datagram is {size} bytes, "
                 "too long for one datagram on this socket",
             )
-        if exc.errno == errno.ECONNREFUSED:
+        # Windows says WSAECONNRESET where POSIX says ECONNREFUSED: an ICMP
+        # port unreachable answered an earlier datagram.
+        if exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
             return ConnectionRefusedError(
                 errno.ECONNREFUSED,
                 f"{self.url}: {action} failed: connection refused (nothing is "
@@ -371,7 +385,7 @@ class BoundDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    pause = await self._receive_pause(exc, pause, "receive_from")
+                    pause = await self._receive_pause(exc, pause, "receive_from", size)
                     waited = True
             sender = self._senders.get(address) or self._new_sender(address)
             if not waited:
@@ -414,7 +428,7 @@ class BoundDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    pause = await self._receive_pause(exc, pause, "receive_many")
+                    pause = await self._receive_pause(exc, pause, "receive_many", size)
                     waited = True
             # From here on no await until the end: nothing taken can be lost.
             result: list[tuple[bytes, URL]] = []
@@ -434,7 +448,7 @@ class BoundDatagramIO(DatagramCore):
                     break
                 except OSError as exc:
                     if exc.errno not in SHORT_OF_MEMORY:  # that one can wait
-                        failure = self._error(exc, "receive_many")
+                        failure = self._error(exc, "receive_many", size=size)
                     break
             if not waited:
                 await self._cancel_shielded_checkpoint()
@@ -487,7 +501,7 @@ class ConnectedDatagramIO(DatagramCore):
                     await self._wait_data()
                     waited = True
                 except OSError as exc:
-                    pause = await self._receive_pause(exc, pause, "receive")
+                    pause = await self._receive_pause(exc, pause, "receive", size)
                     waited = True
             data = bytes(view[: min(count, size)])  # before any await: shared buffer
             if not waited:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ from ._errors import PacketeerError
 from ._fdio import DEFAULT_RECEIVE_SIZE, FaceHooks, PipeIO, SocketIO, Waits
 from ._io import ConflictDetector, FdHolder
 from ._url import URL
+from .scheduler import Events
 
 TRIO_WAITS = Waits(
     checkpoint=checkpoint,
@@ -257,7 +259,23 @@ class Listener(trio.abc.Listener[Stream]):
         if self._closed:
             raise trio.ClosedResourceError(f"{self.url}: listener was closed")
         fds = self._endpoint.fds()
-        return (fds[0] if fds else None), None
+        # Without descriptors (a Windows pipe listener) the scheduler waits
+        # through _scheduler_wait; it needs only a key for the wait.
+        return (fds[0] if fds else id(self._endpoint)), None
+
+    @property
+    def _scheduler_wait(self) -> Callable[[bool], Awaitable[int]] | None:
+        """The scheduler's wait for a listener without descriptors: the
+        endpoint's own (``ConnectNamedPipe`` for Windows pipes); None (trio's
+        ``wait_readable``) for every other listener."""
+        return None if self._endpoint.fds() else self._wait_acceptable
+
+    async def _wait_acceptable(self, read: bool) -> int:
+        if not self._closed:
+            await self._endpoint.wait_acceptable(wait_readable)
+        if self._closed:
+            raise trio.ClosedResourceError(f"{self.url}: listener was closed")
+        return int(Events.READ)  # a connection is waiting
 
     def __repr__(self) -> str:
         return f"<Listener {self.url}{' closed' if self._closed else ''}>"

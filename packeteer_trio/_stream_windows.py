@@ -45,9 +45,11 @@ from ._endpoints import StreamEndpoint
 from ._errors import PacketeerError
 from ._stream import DEFAULT_RECEIVE_SIZE, Stream
 from ._url import URL
+from .scheduler import Events
 from .schemes.pipe import ERROR_BROKEN_PIPE
 
 _EMPTY = memoryview(b"")
+_READ, _WRITE, _CLOSE = int(Events.READ), int(Events.WRITE), int(Events.CLOSE)
 
 
 class HandleStream(Stream):
@@ -56,8 +58,8 @@ class HandleStream(Stream):
     ``pipe://`` streams are duplex (one handle both ways); an ``anon://``
     stream reads from one handle and writes to the other, and
     :meth:`split` hands those to two one-way streams. ``fileno()`` is the
-    HANDLE (as an int). The scheduler cannot watch a pipe handle: trio's
-    ``wait_readable`` works only for sockets on Windows.
+    HANDLE (as an int). The scheduler watches it with :meth:`_scheduler_wait`
+    (trio's ``wait_readable`` takes only sockets on Windows).
     """
 
     def __init__(self, endpoint: StreamEndpoint) -> None:
@@ -71,6 +73,7 @@ class HandleStream(Stream):
         self._on_close = endpoint.on_close
         self._eof_sent = False
         self._eof_seen = False
+        self._message_mode: bool | None = None  # the read mode, once asked
 
     @property
     def duplex(self) -> bool:
@@ -243,8 +246,47 @@ class HandleStream(Stream):
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
         if self._closed:
             raise self._closed_error()
-        raise PacketeerError(
-            f"{self.url}: the scheduler cannot watch a Windows pipe handle (trio's "
-            "wait_readable works only for sockets there); run a task that awaits "
-            "receive_some() instead"
+        reader, writer = self._reader, self._writer
+        if writer is not None and (writer.closing or self._eof_sent):
+            writer = None
+        return (
+            None if reader is None or reader.closing else reader.handle,
+            None if writer is None else writer.handle,
         )
+
+    async def _scheduler_wait(self, read: bool) -> int:
+        """The scheduler's wait on a pipe handle (trio's ``wait_readable``
+        takes only sockets on Windows): READ once data or the end of file is
+        there (with CLOSE for the end of file), WRITE at once (an overlapped
+        write never blocks the thread, as in ``wait_send_all_might_not_block``).
+        Each answer carries WRITE while there is a write side, as a poll of
+        both directions would.
+        """
+        owned = self._reader if read else self._writer
+        if self._closed or owned is None or owned.closing:
+            await checkpoint()
+            raise trio.ClosedResourceError(f"{self.url}: closed")
+        if not read:
+            await checkpoint()
+            return self._writable()
+        if self._eof_seen:
+            await checkpoint()
+            return _READ | _CLOSE | self._writable()
+        if self._message_mode is None:
+            self._message_mode = _win32.is_message_pipe(owned.handle)
+        try:
+            if await _win32.wait_for_data(owned, message_mode=self._message_mode):
+                return _READ | self._writable()
+            self._eof_seen = True  # it consumed the peer's zero-length message
+        except OSError as exc:
+            if self._closed:
+                raise trio.ClosedResourceError(f"{self.url}: closed") from exc
+            if exc.winerror != ERROR_BROKEN_PIPE:
+                raise self._error(exc) from exc
+            await cancel_shielded_checkpoint()  # a synchronous failure waited not
+        return _READ | _CLOSE | self._writable()
+
+    def _writable(self) -> int:
+        """WRITE while there is a write side (asked after a wait, not before)."""
+        writer = self._writer
+        return 0 if writer is None or writer.closing or self._eof_sent else _WRITE

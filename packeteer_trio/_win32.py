@@ -44,9 +44,9 @@ from ctypes import wintypes
 from typing import Any
 
 import trio
-from trio._core._generated_windows_ffi import ffi as _trio_ffi  # trio's cffi
 from trio.lowlevel import cancel_shielded_checkpoint, wait_overlapped
 
+from ._trio_ffi import trio_ffi
 from .schemes.pipe import (
     ERROR_IO_PENDING,
     ERROR_MORE_DATA,
@@ -77,6 +77,8 @@ PIPE_UNLIMITED_INSTANCES = 255
 PIPE_BUFFER_SIZE = 65536
 MAX_IO = 1 << 30  # lengths are DWORDs: one ReadFile/WriteFile moves at most this
 INVALID_HANDLE_VALUE: int = ctypes.c_void_p(-1).value or 0
+
+_trio_ffi = trio_ffi()  # trio's cffi instance (a private name: see _trio_ffi)
 
 # -- kernel32 through ctypes ----------------------------------------------------
 
@@ -328,6 +330,38 @@ async def read_into(owned: OwnedHandle, view: memoryview) -> int:
             if exc.winerror != ERROR_MORE_DATA:
                 raise
         return int(overlapped.InternalHigh)
+    finally:
+        owned.end()
+        del buffer
+
+
+async def wait_for_data(owned: OwnedHandle, *, message_mode: bool) -> bool:
+    """Wait until the pipe has something to read, reading nothing: one
+    overlapped zero-byte ``ReadFile`` (libuv's "zero read", with which it
+    watches its pipes on Windows) completes once data is there.
+
+    True when data is waiting. On a pipe read in message mode a waiting
+    message is ``ERROR_MORE_DATA`` and stays queued, but a zero-length
+    message (our end of file) is consumed by the zero-byte read: then the
+    answer is False and the caller must remember the end of file. Raises
+    WinError (``ERROR_BROKEN_PIPE`` once the peer has closed and everything
+    was read). A checkpoint when it waits; cancellation as for reads.
+    """
+    overlapped, address = _new_overlapped()
+    buffer = ctypes.create_string_buffer(1)
+    handle = owned.begin()
+    try:
+        if not _ReadFile(handle, buffer, 0, None, address):
+            code = ctypes.get_last_error()
+            if code not in (ERROR_IO_PENDING, ERROR_MORE_DATA):
+                raise WinError(code)
+        try:
+            await wait_overlapped(handle, overlapped)
+        except OSError as exc:
+            if exc.winerror != ERROR_MORE_DATA:
+                raise
+            return True
+        return not message_mode
     finally:
         owned.end()
         del buffer

@@ -16,7 +16,7 @@ import operator
 import os
 import select
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, Protocol
@@ -57,12 +57,22 @@ Callback = Callable[[float, Events, Any], object]
 
 class SchedulerConnector(Protocol):
     """What :meth:`Scheduler.register_connector
-    <packeteer_trio.Scheduler.register_connector>` needs from a connector."""
+    <packeteer_trio.Scheduler.register_connector>` needs from a connector.
+
+    A connector whose "fds" are not descriptors or sockets (Windows pipe
+    HANDLEs, which trio's ``wait_readable`` does not take) also has
+    ``_scheduler_wait(read: bool) -> int``: it waits its own way and returns
+    the event bits seen, raising ``trio.ClosedResourceError`` once closed.
+    """
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
         """(fd watched for READ, fd watched for WRITE), None where a direction
         does not exist; raises ``trio.ClosedResourceError`` once closed."""
         ...
+
+
+#: ``connector._scheduler_wait``, where a connector has one.
+HandleWait = Callable[[bool], Awaitable[int]]
 
 
 # -- argument checks: at the call, so a bad value never reaches a task -------
@@ -197,11 +207,12 @@ class Registration:
 class _Round:
     """One wait on an fd and direction, which other registrations follow."""
 
-    __slots__ = ("followers", "ready")
+    __slots__ = ("followers", "woke")
 
     def __init__(self) -> None:
         self.followers: trio.Event | None = None  # made by the first follower
-        self.ready: bool | None = None  # None: that waiter was cancelled
+        # The event bits seen; 0: closed locally; None: that waiter was cancelled.
+        self.woke: int | None = None
 
 
 def _classifier(waits: list[tuple[int, bool]]) -> Callable[[int], int | None]:
@@ -235,6 +246,10 @@ def _classifier(waits: list[tuple[int, bool]]) -> Callable[[int], int | None]:
         )
 
     return classify
+
+
+def _as_seen(woke: int) -> int:
+    return woke
 
 
 def _waits(mask: int, rfd: int | None, wfd: int | None) -> list[tuple[int, bool]]:
@@ -345,11 +360,13 @@ class Scheduler:
             mask = reg._mask
             if not (waits := _waits(mask, *fds)):
                 break  # the watched side was shut down
-            classify = _classifier(waits)
+            handle_wait: HandleWait | None = getattr(conn, "_scheduler_wait", None)
+            # A connector that waits its own way says what it saw.
+            classify = _classifier(waits) if handle_wait is None else _as_seen
             if len(waits) == 1:  # no nursery needed
-                wait = partial(self._wait_fd, waits[0])
+                wait = partial(self._wait_fd, waits[0], handle_wait)
             else:
-                wait = partial(self._wait_any, waits)
+                wait = partial(self._wait_any, waits, handle_wait)
             seen: int | None = 0
             # One scope serves every wait with this mask (entering and leaving
             # one costs half a wait): _set_mask() cancels it only while the
@@ -377,13 +394,15 @@ class Scheduler:
         if reg._mask & _CLOSE:
             await self._invoke(reg, Events.CLOSE, conn)
 
-    async def _wait_any(self, waits: list[tuple[int, bool]]) -> int | None:
+    async def _wait_any(
+        self, waits: list[tuple[int, bool]], handle_wait: HandleWait | None
+    ) -> int | None:
         """Wait for the first ready fd: the directions that woke, None if closed."""
         woke: int | None = 0
 
         async def wait_one(key: tuple[int, bool], done: trio.CancelScope) -> None:
             nonlocal woke
-            direction = await self._wait_fd(key)
+            direction = await self._wait_fd(key, handle_wait)
             woke = None if direction is None or woke is None else woke | direction
             done.cancel()
 
@@ -392,8 +411,11 @@ class Scheduler:
                 nursery.start_soon(wait_one, key, nursery.cancel_scope)
         return woke
 
-    async def _wait_fd(self, key: tuple[int, bool]) -> int | None:
-        """Wait until the fd is ready: READ or WRITE, None if closed locally.
+    async def _wait_fd(
+        self, key: tuple[int, bool], handle_wait: HandleWait | None = None
+    ) -> int | None:
+        """Wait until the fd is ready: READ or WRITE (or the bits *handle_wait*
+        saw), None if closed locally.
 
         trio lets one task wait per fd and direction, so registrations
         watching the same one share each wait: one task waits, the others
@@ -402,20 +424,23 @@ class Scheduler:
             if rnd.followers is None:
                 rnd.followers = trio.Event()
             await rnd.followers.wait()
-            if rnd.ready is not None:  # else that waiter was cancelled: retry
+            if rnd.woke is not None:  # else that waiter was cancelled: retry
                 break
         else:  # nobody waits on it: lead a round
             self._rounds[key] = rnd = _Round()
             try:
-                await (wait_readable if key[1] else wait_writable)(key[0])
-                rnd.ready = True
+                if handle_wait is None:
+                    await (wait_readable if key[1] else wait_writable)(key[0])
+                    rnd.woke = _READ if key[1] else _WRITE
+                else:
+                    rnd.woke = await handle_wait(key[1])
             except trio.ClosedResourceError:  # notify_closing(): closed locally
-                rnd.ready = False
+                rnd.woke = 0
             finally:
                 del self._rounds[key]
                 if rnd.followers is not None:
                     rnd.followers.set()
-        return (_READ if key[1] else _WRITE) if rnd.ready else None
+        return rnd.woke or None
 
     # -- timers ------------------------------------------------------------
 

@@ -78,7 +78,7 @@ def main() -> None:
         activate(args.activate)
     if args.tun:
         tun_traffic(args.tun)
-    text = Path(args.block).read_text()
+    text = Path(args.block).read_text(encoding="utf-8")
     code = compile(text, args.source, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     namespace = {"__name__": "__main__", "trio": trio, "pt": pt}
     awaiting = eval(code, namespace)  # a coroutine if the block awaits

@@ -61,7 +61,7 @@ _MARKER = re.compile(r"<!--\s*(test|not run):\s*(.*?)\s*-->")
 def python_blocks() -> list[Block]:
     blocks = []
     for path in DOCS:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
         index = 0
         while index < len(lines):
             if lines[index].strip() in ("```python", "```py"):
@@ -81,11 +81,25 @@ def python_blocks() -> list[Block]:
 BLOCKS = python_blocks()
 
 
+def _platform(block: Block) -> Any:
+    """The block as a test parameter; one about a POSIX-only transport (or
+    systemd's socket activation) runs on POSIX only."""
+    posix = [
+        scheme for scheme in ("local://", "fifo://", "fd://") if scheme in block.source
+    ]
+    if "anyio_compat" in block.source and "anon://" in block.source:
+        posix.append("anon:// on the anyio face")
+    if block.kind == "test" and block.arg == "socket-activation":
+        posix.append("socket activation (inherited descriptors)")
+    marks = [pytest.mark.posix_only(reason=f"uses {', '.join(posix)}: POSIX-only")]
+    return pytest.param(block, id=block.name, marks=marks if posix else ())
+
+
 def _program(block: Block, tmp_path: Path, source: str | None = None) -> Path:
     """The block as a file whose line numbers are the Markdown file's."""
     text = (source or block.source).replace("/tmp/", f"{tmp_path}/")
     program = tmp_path / "block.py"
-    program.write_text("\n" * (block.line - 1) + text)
+    program.write_text("\n" * (block.line - 1) + text, encoding="utf-8")
     return program
 
 
@@ -298,7 +312,7 @@ def test_block_compiles(block: Block) -> None:
     compile(block.source, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=lambda block: block.name)
+@pytest.mark.parametrize("block", [_platform(block) for block in BLOCKS])
 def test_block_runs(block: Block, tmp_path: Path) -> None:
     if block.kind == "not run":
         pytest.skip(f"{block.name} not run: {block.arg}")
@@ -315,13 +329,15 @@ _LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 def test_readme_links_are_absolute() -> None:
     """On the package index a relative link leads nowhere."""
-    links = _LINK.findall((ROOT / "README.md").read_text())
+    links = _LINK.findall((ROOT / "README.md").read_text(encoding="utf-8"))
     assert links
     assert [link for link in links if not link.startswith("https://")] == []
 
 
 def test_repository_links_name_files_that_exist() -> None:
-    texts = [path.read_text() for path in (*DOCS, ROOT / "pyproject.toml")]
+    texts = [
+        path.read_text(encoding="utf-8") for path in (*DOCS, ROOT / "pyproject.toml")
+    ]
     links = [link for text in texts for link in re.findall(r"https://[^\s)\"']+", text)]
     ours = [link.rstrip(".,;") for link in links if link.startswith(REPOSITORY)]
     assert len(ours) > 10

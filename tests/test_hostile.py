@@ -36,10 +36,13 @@ from packeteer_trio._registry import names as scheme_names
 
 from .conftest import has_ipv6_loopback, open_fds
 
-if sys.platform == "win32":  # pragma: no cover
-    pytest.skip("local://, fifo:// and their files are POSIX", allow_module_level=True)
-
 LINUX = sys.platform.startswith("linux")
+files = pytest.mark.posix_only(reason="local:// and fifo:// files are POSIX-only")
+# The fuzz's confinement targets include an AF_UNIX listener and a FIFO.
+fuzz_targets = pytest.mark.posix_only(
+    reason="the fuzz targets are POSIX endpoints (AF_UNIX, FIFO); no pipe:// "
+    "variant yet"
+)
 EXAMPLES = 10_000
 CONFINED = frozenset(
     {"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "local", "fifo", "anon"}
@@ -174,7 +177,15 @@ mutated = seeds.map(mutate)
 class Targets:
     """Our own loopback endpoints, which confined URLs are pointed at."""
 
+    tmp: Path
+    tag: str
+    listening: int
+    refusing: int
+    fifo_reader: int
+
     def __init__(self, tmp: Path) -> None:
+        if sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+            raise AssertionError("POSIX only")
         self.tmp = tmp
         self.tag = f"pt-hostile-{os.getpid()}"
         self.sockets: list[socket.socket] = []
@@ -212,6 +223,8 @@ class Targets:
         raise RuntimeError("no port free on both loopbacks")
 
     def _unix(self, address: str) -> socket.socket:
+        if sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+            raise AssertionError("POSIX only")
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(address)
         sock.listen(64)
@@ -339,17 +352,24 @@ def run_fuzz(strategy: st.SearchStrategy[str], tmp: Path, title: str) -> None:
     assert not leftovers, "every socket file and FIFO a verb made is gone"
 
 
+@fuzz_targets
 def test_fuzz_generated_strings(tmp_path: Path) -> None:
     run_fuzz(generated, tmp_path, "generated strings")
 
 
+@fuzz_targets
 def test_fuzz_mutated_valid_urls(tmp_path: Path) -> None:
     run_fuzz(mutated, tmp_path, "mutated valid URLs")
 
 
 @pytest.mark.parametrize(
     "text",
-    ["tcp4://127.0.0.1:1#%80", "anon://#\udc80", "anon://?x=%ff", "local:///%80"],
+    [
+        "tcp4://127.0.0.1:1#%80",
+        "anon://#\udc80",
+        "anon://?x=%ff",
+        pytest.param("local:///%80", marks=files),
+    ],
 )
 def test_undecodable_bytes_round_trip(text: str) -> None:
     """Percent-escapes that are not UTF-8 survive as surrogate escapes."""
@@ -363,6 +383,7 @@ def test_lone_surrogates_are_invalid(text: str) -> None:
         URL.parse(text)
 
 
+@files
 def test_path_options_are_strict() -> None:
     """Bad mode/nofollow values are InvalidURL at parse time (no int() leniency)."""
     for bad in ["6_0_0", "-0", "+600", " 600", "0o600", "01000", "8", ""]:
@@ -399,6 +420,8 @@ def _snapshot(path: Path) -> object:
 
 def _put(kind: str, path: Path, tmp: Path) -> None:
     """Make *path* a *kind* of thing (its targets live in *tmp*/targets)."""
+    if sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+        raise AssertionError("POSIX only")
     targets = tmp / "targets"
     targets.mkdir(exist_ok=True)
     precious = targets / "precious"
@@ -431,6 +454,7 @@ IN_THE_WAY = [
 ]
 
 
+@files
 @pytest.mark.trio
 @pytest.mark.parametrize("kind", [*IN_THE_WAY, "fifo"])
 async def test_local_never_replaces_what_is_there(kind: str, tmp_path: Path) -> None:
@@ -446,6 +470,7 @@ async def test_local_never_replaces_what_is_there(kind: str, tmp_path: Path) -> 
         assert (_snapshot(path), _snapshot(tmp_path / "targets")) == before
 
 
+@files
 @pytest.mark.trio
 @pytest.mark.parametrize("kind", IN_THE_WAY)
 async def test_fifo_never_touches_what_is_there(kind: str, tmp_path: Path) -> None:
@@ -458,6 +483,7 @@ async def test_fifo_never_touches_what_is_there(kind: str, tmp_path: Path) -> No
         assert (_snapshot(path), _snapshot(tmp_path / "targets")) == before
 
 
+@files
 @pytest.mark.trio
 @pytest.mark.parametrize("scheme", ["local", "fifo"])
 @pytest.mark.parametrize("replacement", ["file", "symlink to file"])
@@ -481,12 +507,15 @@ async def test_close_never_removes_a_replacement(
     assert (_snapshot(path), _snapshot(tmp_path / "targets")) == before
 
 
+@files
 @pytest.mark.trio
 async def test_fifo_connect_checks_what_it_opened(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The FIFO is swapped for a regular file between the check and the open:
     the open descriptor is checked too, so not a byte is written."""
+    if sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+        raise AssertionError("POSIX only")
     path = tmp_path / "swapped"
     os.mkfifo(path)
     real_open = os.open
@@ -521,6 +550,7 @@ def _is_nofollow_refusal(exc: OSError, link: Path) -> bool:
     return exc.errno == errno.ELOOP and f"{link} is a symbolic link" in str(exc)
 
 
+@files
 @pytest.mark.trio
 async def test_nofollow_local(linked: tuple[Path, Path], tmp_path: Path) -> None:
     real, link = linked
@@ -563,6 +593,7 @@ async def test_nofollow_local(linked: tuple[Path, Path], tmp_path: Path) -> None
         assert peer.url.path == f"{real}/d.sock"
 
 
+@files
 @pytest.mark.trio
 async def test_nofollow_fifo(linked: tuple[Path, Path], tmp_path: Path) -> None:
     real, link = linked
@@ -600,6 +631,7 @@ def umask() -> Iterator[Callable[[int], int]]:
         os.umask(old)
 
 
+@files
 @pytest.mark.trio
 @pytest.mark.parametrize(
     ("mode", "mask"), [(0o600, 0o000), (0o660, 0o022), (0o640, 0o077)]
@@ -638,6 +670,7 @@ async def test_local_mode_is_set_at_bind(
     assert at_bind == [mode, mode]
 
 
+@files
 @pytest.mark.trio
 @pytest.mark.parametrize(("mode", "mask"), [(0o600, 0o000), (0o640, 0o077)])
 async def test_fifo_mode_is_never_wider(
@@ -649,6 +682,8 @@ async def test_fifo_mode_is_never_wider(
 ) -> None:
     """mkfifo() under the umask makes the FIFO at most *mode*; fchmod() on the
     open descriptor then makes it exactly *mode*."""
+    if sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+        raise AssertionError("POSIX only")
     at_mkfifo: list[int] = []
     real_mkfifo = os.mkfifo
 
@@ -667,6 +702,7 @@ async def test_fifo_mode_is_never_wider(
 # --- paths longer than the OS takes ------------------------------------------------
 
 
+@files
 @pytest.mark.trio
 async def test_local_path_limits() -> None:
     base = Path(tempfile_dir())
@@ -696,6 +732,7 @@ def tempfile_dir() -> str:
     return tempfile.mkdtemp(prefix="pt-", dir="/tmp")
 
 
+@files
 def test_fifo_path_limits() -> None:
     path_max = 4096 if LINUX else 1024
     long_path = "/tmp/" + "/".join(["d" * 200] * (path_max // 200 + 1))
@@ -720,6 +757,7 @@ def _example() -> Any:
     return module
 
 
+@pytest.mark.posix_only(reason="peer credentials are a local:// (AF_UNIX) feature")
 def test_peer_credentials_decision() -> None:
     example = _example()
     assert example.allowed((123, 1000, 1000), {1000})
@@ -732,10 +770,14 @@ NOBODY = 65534
 
 @pytest.mark.trio
 @pytest.mark.skipif(not LINUX, reason="uses an abstract name (no file permissions)")
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
+@pytest.mark.skipif(
+    getattr(os, "geteuid", lambda: -1)() != 0, reason="needs root to become nobody"
+)
 async def test_peer_credentials_refuse_another_uid() -> None:
     """The example server, serving only our uid: a child that became nobody
     is refused, we are served."""
+    if sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+        raise AssertionError("POSIX only")
     example = _example()
     name = f"pt-cred-{os.getpid()}"
     async with trio.open_nursery() as nursery:
@@ -753,6 +795,8 @@ async def test_peer_credentials_refuse_another_uid() -> None:
 
 def _connect_as_nobody(address: str) -> bytes:
     """Fork; the child drops to nobody, connects, and reports what it read."""
+    if sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+        raise AssertionError("POSIX only")
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: plain syscalls only, then _exit, whatever happens
@@ -785,13 +829,15 @@ def _connect_as_nobody(address: str) -> bytes:
 # --- odd datagrams ---------------------------------------------------------------
 
 
-DATAGRAM_KINDS = ["udp4", "local"]
+DATAGRAM_KINDS = ["udp4", pytest.param("local", marks=files)]
 
 
 def _raw_sender(kind: str, tmp: Path) -> socket.socket:
     if kind == "udp4":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
+    elif sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+        raise AssertionError("local:// is POSIX only")
     else:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(tmp / "raw.sock"))
@@ -837,8 +883,11 @@ def test_odd_datagrams_are_data(kind: str, tmp_path: Path) -> None:
     one()
 
 
+@files
 @pytest.mark.trio
 async def test_unnamed_local_sender_is_data_not_an_error(tmp_path: Path) -> None:
+    if sys.platform == "win32":  # pragma: no cover - for mypy; POSIX-only
+        raise AssertionError("POSIX only")
     async with await pt.open_datagram(
         f"local://{tmp_path}/r?behaviour=datagram"
     ) as sock:

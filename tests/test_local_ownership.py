@@ -94,7 +94,7 @@ def _regular_files(root: Path) -> set[str]:
         for name in files:
             full = Path(directory, name)
             if full.is_file() and not full.is_symlink():
-                text = full.read_text()
+                text = full.read_text(encoding="utf-8")
                 if text.startswith("swapped-"):
                     found.add(text)
     return found

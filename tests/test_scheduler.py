@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,11 @@ from packeteer_trio.scheduler import (
 )
 
 pytestmark = pytest.mark.trio
+
+# CLOSE and ERROR on descriptors come from poll()'s POLLHUP and POLLERR.
+needs_poll = pytest.mark.posix_only(
+    reason="on Windows the scheduler sees READ and WRITE of a socket only (no poll())"
+)
 
 EVENT_1 = Events.USER
 EVENT_2 = Events(Events.USER << 1)
@@ -69,13 +75,23 @@ async def reached(rec: Recorder) -> None:
 
 
 class Pipe:
-    """A bare pipe connector: the read end and write end of one os.pipe()."""
+    """A bare pipe connector: the read end and write end of one os.pipe().
+
+    On Windows, where trio waits only for sockets, the two ends are the two
+    sockets of a socketpair (one only read, one only written)."""
 
     def __init__(self) -> None:
         self.rfd: int | None
         self.wfd: int | None
-        self.rfd, self.wfd = os.pipe()
-        if sys.platform != "win32":  # for mypy: the tests using this are POSIX-only
+        self._ends: dict[int, socket.socket] = {}
+        if sys.platform == "win32":
+            ends = socket.socketpair()
+            for end in ends:
+                end.setblocking(False)
+                self._ends[end.fileno()] = end
+            self.rfd, self.wfd = (end.fileno() for end in ends)
+        else:
+            self.rfd, self.wfd = os.pipe()
             os.set_blocking(self.rfd, False)
             os.set_blocking(self.wfd, False)
         self.closed = False
@@ -87,10 +103,15 @@ class Pipe:
 
     def write(self, data: bytes = b"\0") -> None:
         assert self.wfd is not None
-        assert os.write(self.wfd, data) == len(data)
+        if self._ends:
+            assert self._ends[self.wfd].send(data) == len(data)
+        else:
+            assert os.write(self.wfd, data) == len(data)
 
     def read(self) -> bytes:
         assert self.rfd is not None
+        if self._ends:
+            return self._ends[self.rfd].recv(200)
         return os.read(self.rfd, 200)
 
     def close_end(self, which: str) -> None:
@@ -98,7 +119,10 @@ class Pipe:
         assert fd is not None
         if trio.lowlevel.in_trio_run():  # fixture teardown runs outside trio
             trio.lowlevel.notify_closing(fd)
-        os.close(fd)
+        if self._ends:
+            self._ends.pop(fd).close()
+        else:
+            os.close(fd)
         if which == "read":
             self.rfd = None
         else:
@@ -585,6 +609,7 @@ async def test_io_callback_oneshot(pipe: Pipe) -> None:
         assert reg.done and not reg.cancelled
 
 
+@needs_poll
 async def test_close_when_peer_closes_pipe(pipe: Pipe) -> None:
     rec = Recorder(reached=1)
     async with open_scheduler() as sched:
@@ -597,6 +622,7 @@ async def test_close_when_peer_closes_pipe(pipe: Pipe) -> None:
         reg.cancel()
 
 
+@needs_poll
 async def test_close_only_registration_sees_socket_peer_close(
     socks: tuple[Sock, Sock],
 ) -> None:
@@ -611,6 +637,7 @@ async def test_close_only_registration_sees_socket_peer_close(
         assert rec.masks == [Events.CLOSE]
 
 
+@needs_poll
 async def test_close_only_with_unread_data_pending(
     autojump_clock: trio.testing.MockClock, socks: tuple[Sock, Sock]
 ) -> None:
@@ -628,6 +655,7 @@ async def test_close_only_with_unread_data_pending(
         assert rec.masks == [Events.CLOSE]
 
 
+@needs_poll
 async def test_error_when_pipe_reader_goes_away(pipe: Pipe) -> None:
     rec = Recorder(reached=1)
     async with open_scheduler() as sched:

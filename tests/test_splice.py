@@ -116,7 +116,10 @@ async def test_splice_reports_a_closed_sink_as_the_streams_do() -> None:
 
 
 async def test_relay_one_bridges_both_ways_and_counts(tmp_path: Path) -> None:
-    async with await pt.listen(f"local://{tmp_path}/target.sock") as target:
+    local = f"local://{tmp_path}/target.sock"
+    if sys.platform == "win32":  # the local stream transport there
+        local = f"pipe:///packeteer-splice-test-{os.getpid()}"
+    async with await pt.listen(local) as target:
         # The relay's own defaults (--linger …), as the command line sets them.
         args = build_parser().parse_args(["relay", "-q", "tcp://:0", str(target.url)])
         client, down = await pair("tcp://127.0.0.1:0")

@@ -111,9 +111,10 @@ def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
     ]
     if not has_ipv6_loopback():
         cases[1] = Case("tcp6", "stream", None, "this host has no IPv6 loopback")
+    anon = case("anon", lambda m: self_pipe_case(pt.URL("anon"), bulk, count, m))
     if sys.platform == "win32":  # pragma: no cover
         pipe = pt.URL(scheme="pipe", path=f"/packeteer-demo-{os.getpid()}")
-        return [*cases, case("pipe", sockets(pipe))]
+        return [*cases, case("pipe", sockets(pipe)), anon]
     cases.append(case("local:path", sockets(pt.URL("local", path=str(tmp / "s.sock")))))
     if linux:
         cases.append(case("local:abstract", sockets(pt.URL("local", path=abstract))))
@@ -124,7 +125,7 @@ def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
         case(
             "local:unnamed", lambda m: self_pipe_case(pt.URL("local"), bulk, count, m)
         ),
-        case("anon", lambda m: self_pipe_case(pt.URL("anon"), bulk, count, m)),
+        anon,
         case("fifo", lambda m: fifo_case(up, down, bulk, count, m)),
     ]
 
