@@ -19,8 +19,11 @@ from collections.abc import Callable
 import trio
 from trio.lowlevel import checkpoint, wait_readable, wait_writable
 
+import packeteer_trio as pt
+
+# Private, as the relay needs them: the stream's own back-off for ENOMEM
+# (FIRST_PAUSE, _pause_for_memory) and its descriptors (_scheduler_fds).
 from .._fdio import FIRST_PAUSE
-from .._stream import PipeStream, SocketStream, Stream
 
 # The pipe between the two: 256 KiB where the kernel allows (F_SETPIPE_SZ;
 # the default is 64 KiB). Fewer, larger splices amortise the event loop's
@@ -35,10 +38,10 @@ YIELD_EVERY = 1024 * 1024
 _CANNOT_SPLICE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}
 
 
-def _fds(source: Stream, sink: Stream) -> tuple[int, int] | None:
+def _fds(source: pt.Stream, sink: pt.Stream) -> tuple[int, int] | None:
     """(source's read fd, sink's write fd) if the kernel can splice them."""
-    if not isinstance(source, SocketStream) or not isinstance(
-        sink, (SocketStream, PipeStream)
+    if not isinstance(source, pt.SocketStream) or not isinstance(
+        sink, (pt.SocketStream, pt.PipeStream)
     ):
         return None  # FIFO readers, TLS, user streams: their own rules
     try:
@@ -51,7 +54,7 @@ def _fds(source: Stream, sink: Stream) -> tuple[int, int] | None:
 
 
 async def splice_copy(
-    source: Stream, sink: Stream, count: Callable[[int], None]
+    source: pt.Stream, sink: pt.Stream, count: Callable[[int], None]
 ) -> bool:
     """Move *source* to *sink* until end of file, then ``sink.send_eof()``.
 
