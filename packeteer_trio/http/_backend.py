@@ -95,11 +95,12 @@ class URLBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend whose every connection goes to *url*.
 
     ``connect_tcp`` and ``connect_unix_socket`` both connect to *url*
-    (their host, port and path are the request's, and are not used), with
-    the trio face under trio and the anyio face under asyncio and uvloop:
-    every stream scheme under trio (also yours, and ``tls+tcp://``), the
-    built-in ones under asyncio (``pipe://`` is trio-only there, as in the
-    rest of the anyio face). Failures are httpcore's ``ConnectError`` and
+    (their host, port and path are the request's, and are not used),
+    through the anyio face, which serves trio, asyncio and uvloop alike;
+    under trio, what only the trio face serves (schemes added with
+    ``register_scheme``, ``tls+tcp://`` among them, and Windows pipes) goes
+    through the trio face. So every stream scheme works under trio, and the
+    built-in ones under asyncio. Failures are httpcore's ``ConnectError`` and
     ``ConnectTimeout``, naming the URL; a URL the faces refuse raises their
     :exc:`~packeteer_trio.InvalidURL`.
 
