@@ -17,7 +17,8 @@ from typing import Any
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
-from . import _open
+import packeteer_trio._open as _open
+
 from ._accept import (
     ACCEPT_CAPACITY_ERRNOS,
     ACCEPT_RETRY_PAUSE,

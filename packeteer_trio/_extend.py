@@ -22,8 +22,14 @@ import dataclasses
 import re
 from collections.abc import Callable
 
-from . import _registry
-from ._registry import DatagramSchemeFactory, StreamSchemeFactory, UserScheme
+from ._registry import (
+    DatagramSchemeFactory,
+    StreamSchemeFactory,
+    UserScheme,
+    register,
+    registered,
+    unregister,
+)
 from ._url import URL
 
 __all__ = [
@@ -73,7 +79,7 @@ def register_scheme(
             "listen() (StreamSchemeFactory) and/or open_datagram() and "
             "connect_datagram() (DatagramSchemeFactory)"
         )
-    existing = _registry.registered(name)
+    existing = registered(name)
     if existing is not None:
         if not isinstance(existing, UserScheme):
             raise ValueError(
@@ -88,7 +94,7 @@ def register_scheme(
     scheme = UserScheme(name, factory)
     if validate is not None:
         scheme = dataclasses.replace(scheme, validate=validate)
-    _registry.register(scheme, replace=True)
+    register(scheme, replace=True)
 
 
 def unregister_scheme(name: str) -> None:
@@ -96,9 +102,9 @@ def unregister_scheme(name: str) -> None:
 
     ValueError for a built-in scheme or a name that is not registered.
     """
-    existing = _registry.registered(name)
+    existing = registered(name)
     if existing is None:
         raise ValueError(f"no scheme {name!r} is registered")
     if not isinstance(existing, UserScheme):
         raise ValueError(f"{name}:// is a built-in scheme and cannot be removed")
-    _registry.unregister(name)
+    unregister(name)

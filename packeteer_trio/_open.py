@@ -24,7 +24,8 @@ from typing import Literal, TypeVar, final
 
 import trio
 
-from . import schemes  # noqa: F401  (each scheme module registers itself)
+import packeteer_trio.schemes  # noqa: F401  (each scheme module registers itself)
+
 from ._accept import capped_backlog
 from ._endpoints import (
     DatagramEndpoint,

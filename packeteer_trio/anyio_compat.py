@@ -45,7 +45,8 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from . import _open
+import packeteer_trio._open as _open
+
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
 from ._anyio._listener import Listener

@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 from typing import final
 
-from .. import _sockinfo
 from .._endpoints import StreamEndpoint
 from .._fdio import DEFAULT_RECEIVE_SIZE, PipeIO, SocketIO
 from .._io import FaceHooks, FdHolder
+from .._sockinfo import peer_credentials, socket_url
 from .._url import URL
 from ._abc import Stream
 from ._face import TRIO
@@ -44,15 +44,15 @@ class SocketStream(SocketIO, Stream):
 
     @property
     def local_address(self) -> URL:
-        return _sockinfo.socket_url(self._sock, peer=False)
+        return socket_url(self._sock, peer=False)
 
     @property
     def peer_address(self) -> URL:
-        return _sockinfo.socket_url(self._sock, peer=True)
+        return socket_url(self._sock, peer=True)
 
     def peer_credentials(self) -> tuple[int, int, int]:
         """``(pid, uid, gid)`` of the peer process (local:// only)."""
-        return _sockinfo.peer_credentials(self._sock, self.url)
+        return peer_credentials(self._sock, self.url)
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
         if self._closed:

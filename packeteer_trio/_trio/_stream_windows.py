@@ -41,7 +41,8 @@ from trio.lowlevel import (
     checkpoint_if_cancelled,
 )
 
-from .. import _win32
+import packeteer_trio._win32 as _win32
+
 from .._endpoints import StreamEndpoint
 from .._errors import PacketeerError
 from .._fdio import DEFAULT_RECEIVE_SIZE

@@ -1,9 +1,15 @@
 """The ``packeteer`` command line: netcat and socat for every scheme at once.
 
-Subcommands live in one module each (demo, echo, cat, relay, bench); every
-module has ``add_parser(subparsers)``, which registers its arguments and its
-async ``run(args) -> int``. Exit codes: 0 ok, 1 runtime failure, 2 usage or
-bad URL (one line on stderr, never a traceback).
+Subcommands live in one module each (demo, echo, cat, relay, bench; a
+package with a stream and a datagram half where it is large); every one has
+``add_parser(subparsers)``, which registers its arguments and its async
+``run(args) -> int``. The underscore modules are what they share, one thing
+each: ``_args`` (parser, value types), ``_run`` (trio, signals, exit codes
+from ``_exit``), ``_errors``, ``_log``, ``_stdio``, ``_streams``, ``_urls``,
+``_units``, ``_progress`` and ``_splice`` (relay's zero-copy path). They use
+the package's public API (``import packeteer_trio as pt``). Exit codes: 0 ok,
+1 runtime failure, 2 usage or bad URL (one line on stderr, never a
+traceback).
 """
 
 from __future__ import annotations
@@ -11,9 +17,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+import packeteer_trio as pt
+
 from . import bench, cat, demo, echo, relay
-from ._common import EXIT_USAGE, Parser, run
+from ._args import Parser
+from ._exit import EXIT_USAGE
+from ._run import run
 
 __all__ = ["build_parser", "main"]
 
@@ -29,7 +38,7 @@ def build_parser() -> Parser:
         epilog="Run 'packeteer COMMAND --help' for a command's options.",
     )
     parser.add_argument(
-        "--version", action="version", version=f"packeteer {__version__}"
+        "--version", action="version", version=f"packeteer {pt.__version__}"
     )
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=Parser

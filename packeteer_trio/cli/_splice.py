@@ -19,7 +19,10 @@ from collections.abc import Callable
 import trio
 from trio.lowlevel import checkpoint, wait_readable, wait_writable
 
-from .. import PipeStream, SocketStream, Stream
+import packeteer_trio as pt
+
+# Private, as the relay needs them: the stream's own back-off for ENOMEM
+# (FIRST_PAUSE, _pause_for_memory) and its descriptors (_scheduler_fds).
 from .._fdio import FIRST_PAUSE
 
 # The pipe between the two: 256 KiB where the kernel allows (F_SETPIPE_SZ;
@@ -36,7 +39,7 @@ _CANNOT_SPLICE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}
 
 
 def _fds(
-    source: SocketStream, sink: SocketStream | PipeStream
+    source: pt.SocketStream, sink: pt.SocketStream | pt.PipeStream
 ) -> tuple[int, int] | None:
     """(source's read fd, sink's write fd) if the kernel can splice them."""
     try:
@@ -49,7 +52,7 @@ def _fds(
 
 
 async def splice_copy(
-    source: Stream, sink: Stream, count: Callable[[int], None]
+    source: pt.Stream, sink: pt.Stream, count: Callable[[int], None]
 ) -> bool:
     """Move *source* to *sink* until end of file, then ``sink.send_eof()``.
 
@@ -64,8 +67,8 @@ async def splice_copy(
         return False
     import fcntl
 
-    if not isinstance(source, SocketStream) or not isinstance(
-        sink, (SocketStream, PipeStream)
+    if not isinstance(source, pt.SocketStream) or not isinstance(
+        sink, (pt.SocketStream, pt.PipeStream)
     ):
         return False  # FIFO readers, TLS, user streams: their own rules
     fds = _fds(source, sink)

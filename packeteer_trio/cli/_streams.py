@@ -1,42 +1,79 @@
-"""Stream helpers shared by the subcommands: naming peers, copying, half-closing."""
+"""Stream helpers shared by the subcommands: naming ends, copying, timing out."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 
 import trio
 
-from .. import Stream, connect
-from .._errors import PacketeerError
-from .._url import URL
-from ._common import UsageError, can_send
+import packeteer_trio as pt
+
+from ._errors import UsageError
 
 
-def peer_name(stream: Stream) -> str:
+def can_send(stream: trio.abc.Stream) -> bool:
+    # PipeStream knows its direction (a FIFO end is one-way); sockets are two-way.
+    return bool(getattr(stream, "can_send", True))
+
+
+def can_receive(stream: trio.abc.Stream) -> bool:
+    return bool(getattr(stream, "can_receive", True))
+
+
+def can_send_eof(stream: trio.abc.Stream) -> bool:
+    """Whether *stream* can half-close.
+
+    TLS cannot (``trio.SSLStream`` is no HalfCloseableStream, and our
+    WrappedStream around it says ``can_send_eof = False``).
+    """
+    return isinstance(stream, trio.abc.HalfCloseableStream) and bool(
+        getattr(stream, "can_send_eof", True)
+    )
+
+
+def peer_name(stream: pt.Stream) -> str:
     """Who is at the other end, as well as the OS says (for logs)."""
     try:
         name = str(stream.peer_address)
-    except (OSError, PacketeerError, NotImplementedError):
+    except (OSError, pt.PacketeerError, NotImplementedError):
         name = str(stream.url)
     if name in ("local://", "local:"):
-        name = f"{stream.url} (unnamed client)"
+        name = "unnamed client"
     credentials = getattr(stream, "peer_credentials", None)
     if credentials is not None:
         try:
             pid, uid, _ = credentials()
             name += f" (pid {pid}, uid {uid})"
-        except (OSError, PacketeerError):
+        except (OSError, pt.PacketeerError):
             pass  # not a local:// socket, or the OS does not say
     return name
 
 
-async def connect_reply(url: URL) -> Stream:
+def local_name(stream: pt.Stream) -> str:
+    """Our own end's address (for ``-v``); an unnamed AF_UNIX client has none."""
+    try:
+        name = str(stream.local_address)
+    except (OSError, pt.PacketeerError, NotImplementedError):
+        return str(stream.url)
+    return "unnamed" if name in ("local://", "local:") else name
+
+
+async def connect_reply(url: pt.URL) -> pt.Stream:
     """Connect a stream that must be able to send (e.g. ``--reply fifo://…``)."""
-    stream = await connect(url)
+    stream = await pt.connect(url)
     if not can_send(stream):
         await stream.aclose()
         raise UsageError(f"{url}: cannot send on this URL")
     return stream
+
+
+async def connect_within(url: pt.URL, wait: float | None) -> pt.Stream:
+    """``pt.connect(url)``, given up after *wait* seconds (``-w``) if set."""
+    with trio.move_on_after(math.inf if wait is None else wait) as scope:
+        return await pt.connect(url)
+    assert scope.cancelled_caught
+    raise trio.TooSlowError(f"{url}: connect timed out after {wait:g} s (--wait)")
 
 
 async def receive_exactly(stream: trio.abc.ReceiveStream, count: int) -> bytes:
@@ -54,39 +91,38 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, count: int) -> bytes:
     return b"".join(parts)
 
 
-def can_send_eof(stream: trio.abc.Stream) -> bool:
-    """Whether *stream* can half-close.
+class Silence:
+    """A cancel scope that expires once *seconds* pass without data.
 
-    TLS cannot (``trio.SSLStream`` is no HalfCloseableStream, and our
-    WrappedStream around it says ``can_send_eof = False``).
-    """
-    return isinstance(stream, trio.abc.HalfCloseableStream) and bool(
-        getattr(stream, "can_send_eof", True)
-    )
-
-
-class Linger:
-    """Ends a connection that can no longer finish by itself.
-
-    When one side has ended and the other cannot be told (it cannot
-    half-close), the peer may wait for an end of file that never comes (an
-    echo server does). ``start()`` gives the rest *seconds*: ``scope``
-    expires once that long passes without data (``touch()`` on every chunk
-    received the other way restarts the clock).
+    ``touch()`` on every chunk moved restarts the clock. A Silence made with
+    ``started=False`` does nothing until ``start()``: that is the linger
+    after one side has ended and the other cannot be told (it cannot
+    half-close, so its peer may wait for an end of file that never comes);
+    one started at once is ``-w``'s idle timeout. *seconds* None never
+    expires.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float | None, *, started: bool = True) -> None:
         self.seconds = seconds
+        self._span = math.inf if seconds is None else seconds
         self.scope = trio.CancelScope()
         self.active = False
+        if started:
+            self.start()
 
     def start(self) -> None:
-        self.active = True
-        self.scope.deadline = trio.current_time() + self.seconds
+        if self.seconds is not None:  # else touch() stays a no-op
+            self.active = True
+            self.scope.deadline = trio.current_time() + self._span
 
     def touch(self) -> None:
         if self.active:
-            self.scope.deadline = trio.current_time() + self.seconds
+            self.scope.deadline = trio.current_time() + self._span
+
+    def check(self, what: str) -> None:
+        """Raise TooSlowError naming *what* if the scope has expired."""
+        if self.scope.cancelled_caught:
+            raise trio.TooSlowError(f"{what}: no data for {self._span:g} s (--wait)")
 
 
 async def copy(

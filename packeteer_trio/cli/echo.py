@@ -2,32 +2,32 @@
 
 It always prints ``listening on URL`` (the bound address, real port included)
 on stderr first, so scripts can start it on port 0 and read where it is.
+Streams: one task per connection, an end of file answered with an end of
+file. Datagrams: each one goes back to its sender.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
-from .. import Stream, listen
-from .._api import serve_listeners
-from ._common import (
-    EXIT_OK,
-    StdoutSink,
-    can_send,
-    describe,
-    is_datagram,
-    log,
-    runtime_error,
-    url_arg,
-)
-from ._streams import can_send_eof, connect_reply, peer_name
+import packeteer_trio as pt
+
+from ._args import url_arg
+from ._errors import describe, runtime_error
+from ._exit import EXIT_OK
+from ._log import Log
+from ._stdio import StdoutSink
+from ._streams import can_send, can_send_eof, connect_reply, local_name, peer_name
+from ._urls import is_datagram
 
 if TYPE_CHECKING:
-    from ._common import Subparsers
+    from ._args import Subparsers
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -39,8 +39,16 @@ def add_parser(subparsers: Subparsers) -> None:
         "and errors there. Ctrl-C stops it cleanly.",
     )
     parser.add_argument("url", type=url_arg, metavar="URL", help="where to listen")
-    parser.add_argument(
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument(
         "-q", "--quiet", action="store_true", help="don't log connections and errors"
+    )
+    talk.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log each connection's local address and bytes each way "
+        "(datagrams: per sender, when stopped)",
     )
     parser.add_argument(
         "--reply",
@@ -54,30 +62,35 @@ def add_parser(subparsers: Subparsers) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    log = Log.of(args)
     if is_datagram(args.url):
-        from ._datagrams import echo_datagrams
+        return await echo_datagrams(args.url, log)
+    numbers = itertools.count(1)
+    stdout = StdoutSink()
 
-        return await echo_datagrams(args.url, quiet=args.quiet)
-    listener = await listen(args.url)
-    async with listener:
-        log(f"listening on {listener.url}")
-        numbers = itertools.count(1)
-        stdout = StdoutSink()
+    async def handler(stream: pt.Stream) -> None:
+        await echo_stream(stream, next(numbers), args, stdout, log)
 
-        async def handler(stream: Stream) -> None:
-            await echo_stream(stream, next(numbers), args, stdout)
-
-        await serve_listeners(handler, [listener])
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(pt.serve, args.url, handler))
+        log.always(f"listening on {listeners[0].url}")
     return EXIT_OK
 
 
 async def echo_stream(
-    stream: Stream, number: int, args: argparse.Namespace, stdout: StdoutSink
+    stream: pt.Stream,
+    number: int,
+    args: argparse.Namespace,
+    stdout: StdoutSink,
+    log: Log,
 ) -> None:
     """Echo one connection until its end of file; log, never raise."""
-    quiet = args.quiet
-    log(f"#{number} connected: {peer_name(stream)}", quiet=quiet)
-    start, total = trio.current_time(), 0
+    name = peer_name(stream)
+    if log.verbose:
+        log.detail(f"#{number} connected: {name} on {local_name(stream)}")
+    else:
+        log.info(f"#{number} connected: {name}")
+    start, received, sent = trio.current_time(), 0, 0
     reply: trio.abc.HalfCloseableStream | None = None
     try:
         async with stream:
@@ -87,11 +100,12 @@ async def echo_stream(
                     if reply is None:
                         # Connect the reply path only once the peer spoke (or
                         # left): a FIFO session starts before any writer came.
-                        reply = await _reply_for(stream, args, stdout, number)
+                        reply = await _reply_for(stream, args, stdout, number, log)
                     if not data:
                         break
-                    total += len(data)
+                    received += len(data)
                     await reply.send_all(data)
+                    sent += len(data)
                 if can_send_eof(reply):  # TLS cannot: closing says it
                     await reply.send_eof()
             finally:
@@ -101,22 +115,31 @@ async def echo_stream(
         error = runtime_error(exc)
         if error is None:
             raise
-        log(f"#{number} error: {describe(error)}", quiet=quiet)
+        log.info(f"#{number} error: {describe(error)}")
     seconds = trio.current_time() - start
-    log(f"#{number} disconnected: {total} bytes in {seconds:.3f} s", quiet=quiet)
+    if log.verbose:
+        log.detail(
+            f"#{number} disconnected: {name}: {received} bytes received, "
+            f"{sent} bytes sent in {seconds:.3f} s"
+        )
+    else:
+        log.info(f"#{number} disconnected: {received} bytes in {seconds:.3f} s")
 
 
 async def _reply_for(
-    stream: Stream, args: argparse.Namespace, stdout: StdoutSink, number: int
+    stream: pt.Stream,
+    args: argparse.Namespace,
+    stdout: StdoutSink,
+    number: int,
+    log: Log,
 ) -> trio.abc.HalfCloseableStream:
     if args.reply is not None:
         return await connect_reply(args.reply)
     if can_send(stream):
         return stream
-    log(
+    log.info(
         f"#{number} {stream.url} is one-way: echoing to stdout "
-        "(use --reply URL to send it back)",
-        quiet=args.quiet,
+        "(use --reply URL to send it back)"
     )
     return _StdoutStream(stdout)
 
@@ -141,3 +164,42 @@ class _StdoutStream(trio.abc.HalfCloseableStream):
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
+
+
+# -- datagrams ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Sender:
+    datagrams: int = 0
+    nbytes: int = 0
+
+
+async def echo_datagrams(url: pt.URL, log: Log) -> int:
+    """Answer every datagram to its sender, until interrupted."""
+    sock = await pt.open_datagram(url)
+    senders: dict[pt.URL, _Sender] = {}
+    try:
+        async with sock:
+            log.always(f"listening on {sock.url}")
+            while True:
+                try:
+                    batch = await sock.receive_many()
+                    for data, sender in batch:
+                        seen = senders.get(sender)
+                        if seen is None:
+                            if len(senders) > 10000:  # a flood of one-offs
+                                senders.clear()
+                            seen = senders[sender] = _Sender()
+                            log.info(f"datagrams from {sender}")
+                        seen.datagrams += 1
+                        seen.nbytes += len(data)
+                    await sock.send_many(batch)
+                except OSError as exc:  # one bad datagram or peer must not stop us
+                    log.info(f"error: {describe(exc)}")
+    finally:
+        for sender, seen in senders.items():
+            log.detail(
+                f"{sender}: {seen.datagrams} datagrams, {seen.nbytes} bytes "
+                "received and sent back"
+            )

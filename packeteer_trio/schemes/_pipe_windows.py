@@ -54,7 +54,8 @@ assert sys.platform == "win32"  # for mypy: the rest is checked on win32 only
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
-from .. import _win32
+import packeteer_trio._win32 as _win32
+
 from .._endpoints import ListenerEndpoint, StreamEndpoint, WaitFd
 from .._errors import PacketeerError
 from .._url import URL

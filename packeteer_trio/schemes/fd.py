@@ -50,11 +50,11 @@ import stat
 import sys
 from collections.abc import Callable
 
-from .. import _sockinfo
 from .._accept import MAX_BACKLOG
 from .._endpoints import DatagramEndpoint, StreamEndpoint
 from .._errors import InvalidURL, PacketeerError, SocketActivationError, with_url
 from .._registry import Scheme, register
+from .._sockinfo import socket_url
 from .._url import URL
 from ._activation import activated, claim, listen_fds
 from ._fd_ledger import access_mode, check_free, release_all, take
@@ -149,7 +149,7 @@ def _socket_at(fd: int, url: URL, verb: str) -> socket.socket:
 def _own_url(sock: socket.socket, url: URL, *, peer: bool = False) -> URL:
     """The socket's address as a URL (tcp4://…, local:///…), else *url*."""
     try:
-        return _sockinfo.socket_url(sock, peer=peer)
+        return socket_url(sock, peer=peer)
     except (OSError, PacketeerError):
         return url
 

@@ -23,11 +23,11 @@ from collections.abc import Callable
 
 import anyio
 
-from .. import _sockinfo
 from .._accept import MAX_BACKLOG
 from .._endpoints import DatagramEndpoint, StreamEndpoint
 from .._errors import InvalidURL, UnsupportedScheme, with_url
 from .._registry import Scheme, register
+from .._sockinfo import socket_url
 from .._url import URL
 from ._inet import MAX_INTERRUPTS
 from ._listener import SocketListenerEndpoint
@@ -340,7 +340,7 @@ async def open_datagram(url: URL) -> DatagramEndpoint:
         return _datagram_pair(url)
     sock, cleanup = _bound_datagram_socket(url, "bind")
     # What receivers will see as our sender address, so the two compare equal.
-    own = _sockinfo.socket_url(sock, peer=False)
+    own = socket_url(sock, peer=False)
     lookup, resolve = unix_addressing(own, pair=False)
     return DatagramEndpoint(sock, own, lookup, resolve, on_close=cleanup)
 
@@ -367,7 +367,7 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
         if not is_abstract(url):
             refuse_symlinks(url, url.path, final=True)
         sock.connect(sockaddr(url))  # never blocks for AF_UNIX datagrams
-        peer = _sockinfo.socket_url(sock, peer=True)
+        peer = socket_url(sock, peer=True)
     except BaseException as exc:
         sock.close()
         if cleanup is not None:

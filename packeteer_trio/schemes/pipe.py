@@ -47,20 +47,20 @@ if sys.platform == "win32":  # pragma: no cover - Linux CI cannot run this branc
     # the pure names above without an import cycle.
 
     async def _connect(url: URL) -> StreamEndpoint:
-        from . import _pipe_windows
+        from ._pipe_windows import connect
 
-        return await _pipe_windows.connect(url)
+        return await connect(url)
 
     async def _listen(url: URL, backlog: int | None) -> ListenerEndpoint:
-        from . import _pipe_windows
+        from ._pipe_windows import listen
 
-        return await _pipe_windows.listen(url, backlog)
+        return await listen(url, backlog)
 
     async def connect_anon(url: URL) -> StreamEndpoint:
         """``anon://`` on Windows: see :func:`._pipe_windows.connect_anon`."""
-        from . import _pipe_windows
+        from ._pipe_windows import connect_anon as connect
 
-        return await _pipe_windows.connect_anon(url)
+        return await connect(url)
 
     register(Scheme("pipe", validate, connect=_connect, listen=_listen))
 else:

@@ -11,12 +11,13 @@ import errno
 import socket
 import sys
 
+import packeteer_trio.schemes._inet as _inet
+
 from .._accept import MAX_BACKLOG
 from .._endpoints import StreamEndpoint
 from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
-from . import _inet
 from ._listener import SocketListenerEndpoint
 
 

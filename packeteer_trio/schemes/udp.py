@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import socket
 
+import packeteer_trio.schemes._inet as _inet
+
 from .._endpoints import DatagramEndpoint
 from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
-from . import _inet
 
 
 def _check_udp(url: URL, role: str) -> None:

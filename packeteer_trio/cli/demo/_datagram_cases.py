@@ -18,9 +18,9 @@ from pathlib import Path
 
 import trio
 
-from .. import DatagramSocket, connect_datagram, open_datagram
-from .._url import URL, Query
-from ._demo_streams import DemoFailure, Measures
+import packeteer_trio as pt
+
+from ._stream_cases import DemoFailure, Measures
 
 Run = Callable[[Measures], Awaitable[None]]
 Channel = trio.abc.Channel[bytes]
@@ -30,8 +30,8 @@ WINDOW = 32
 PATIENCE = 2.0  # seconds to wait for one echo before calling it lost
 
 
-def _dgram(path: str = "") -> URL:
-    return URL("local", path=path, query=Query({"behaviour": "datagram"}))
+def _dgram(path: str = "") -> pt.URL:
+    return pt.URL("local", path=path, query=pt.Query({"behaviour": "datagram"}))
 
 
 def demo_cases(
@@ -39,12 +39,12 @@ def demo_cases(
 ) -> list[tuple[str, Run | None, str]]:
     """(scheme, run, reason to skip) for every datagram case of this platform."""
 
-    def pair(server: URL, client: URL | None) -> Run:
+    def pair(server: pt.URL, client: pt.URL | None) -> Run:
         return lambda m: datagram_case(server, client, count, m)
 
     cases: list[tuple[str, Run | None, str]] = [
-        ("udp4", pair(URL.parse("udp4://127.0.0.1:0"), None), ""),
-        ("udp6", pair(URL.parse("udp6://[::1]:0"), None), ""),
+        ("udp4", pair(pt.URL.parse("udp4://127.0.0.1:0"), None), ""),
+        ("udp6", pair(pt.URL.parse("udp6://[::1]:0"), None), ""),
     ]
     if not has_ipv6:
         cases[1] = ("udp6", None, "this host has no IPv6 loopback")
@@ -60,7 +60,7 @@ def demo_cases(
     return cases
 
 
-async def echo(server: DatagramSocket) -> None:
+async def echo(server: pt.DatagramSocket) -> None:
     while True:
         await server.send_many(await server.receive_many())
 
@@ -108,14 +108,14 @@ async def burst(channel: Channel, count: int, m: Measures) -> None:
 
 
 async def datagram_case(
-    server_url: URL, local: URL | None, count: int, m: Measures
+    server_url: pt.URL, local: pt.URL | None, count: int, m: Measures
 ) -> None:
     """udp4, udp6, local path/abstract: an echoing socket and a channel to it."""
-    server = await open_datagram(server_url)
+    server = await pt.open_datagram(server_url)
     async with server, trio.open_nursery() as nursery:
         m.url = str(server.url)
         nursery.start_soon(echo, server)
-        channel = await connect_datagram(server.url, local=local)
+        channel = await pt.connect_datagram(server.url, local=local)
         async with channel:
             await round_trips(channel, count, m)
             await burst(channel, count, m)
@@ -126,6 +126,6 @@ async def self_pair_case(count: int, m: Measures) -> None:
     """Unnamed local:// datagrams: what is sent is received back."""
     url = _dgram()
     m.url = str(url)
-    async with await connect_datagram(url) as channel:
+    async with await pt.connect_datagram(url) as channel:
         await round_trips(channel, count, m)
         await burst(channel, count, m)

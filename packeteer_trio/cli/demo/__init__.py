@@ -2,15 +2,15 @@
 
 Nothing outside the machine is touched: only 127.0.0.1, ::1, a temporary
 directory and (Linux) abstract socket names. Progress goes to stderr while
-it runs, the table to stdout; exit 0 only if every case passed (a case this
-host cannot run, such as tcp6 without an IPv6 loopback, is SKIPPED and does
-not count as a failure).
+it runs (a bar when stderr is a terminal), the table (or with ``--json`` one
+JSON object, see :mod:`._table`) to stdout; exit 0 only if every case passed
+(a case this host cannot run, such as tcp6 without an IPv6 loopback, is
+SKIPPED and does not count as a failure).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import secrets
 import socket
@@ -23,44 +23,22 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._url import URL
-from ._common import (
-    COUNT,
-    EXIT_FAILURE,
-    EXIT_OK,
-    SECONDS,
-    US,
-    Number,
-    UsageError,
-    describe,
-    leaves,
-    log,
-)
-from ._demo_datagrams import demo_cases
-from ._demo_streams import Measures, fifo_case, self_pipe_case, socket_case
+import packeteer_trio as pt
+
+from .._args import COUNT, SECONDS, Number
+from .._errors import UsageError, describe, leaves
+from .._exit import EXIT_FAILURE, EXIT_OK
+from .._progress import Bar, open_bar
+from ._datagram_cases import demo_cases
+from ._stream_cases import Measures, fifo_case, self_pipe_case, socket_case
+from ._table import Case, print_json, print_table
 
 if TYPE_CHECKING:
-    from ._common import Subparsers
+    from .._args import Subparsers
 
 Run = Callable[[Measures], Awaitable[None]]
 # The bulk's checksum is computed before a case starts, outside its timeout.
 MAX_BULK_MB = 1000
-
-
-@dataclasses.dataclass
-class Case:
-    scheme: str  # as shown in the table, e.g. "local:abstract"
-    behaviour: str
-    run: Run | None
-    skip: str = ""  # why this host cannot run it
-    status: str = "OK"
-    measures: Measures = dataclasses.field(default_factory=Measures)
-
-    def selected(self, only: list[str]) -> bool:
-        # "udp" picks udp4 and udp6, "local" every local row, "stream" all streams.
-        return not only or any(
-            self.scheme.startswith(name) or name == self.behaviour for name in only
-        )
 
 
 def add_parser(subparsers: Subparsers) -> None:
@@ -101,6 +79,11 @@ def add_parser(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help="fail a case that takes longer (default: %(default)s)",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results as one JSON object on stdout (schema: docs/cli.md)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -117,28 +100,31 @@ def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
     def case(scheme: str, make: Callable[[Measures], Awaitable[None]]) -> Case:
         return Case(scheme, "stream", make)
 
-    def sockets(url: URL) -> Run:
+    def sockets(url: pt.URL) -> Run:
         return lambda m: socket_case(url, bulk, count, m)
 
     linux = sys.platform.startswith("linux")
     abstract = f"/\0packeteer-demo-{os.getpid()}-{secrets.token_hex(4)}"
     cases = [
-        case("tcp4", sockets(URL.parse("tcp4://127.0.0.1:0"))),
-        case("tcp6", sockets(URL.parse("tcp6://[::1]:0"))),
+        case("tcp4", sockets(pt.URL.parse("tcp4://127.0.0.1:0"))),
+        case("tcp6", sockets(pt.URL.parse("tcp6://[::1]:0"))),
     ]
     if not has_ipv6_loopback():
         cases[1] = Case("tcp6", "stream", None, "this host has no IPv6 loopback")
-    anon = case("anon", lambda m: self_pipe_case(URL("anon"), bulk, count, m))
+    anon = case("anon", lambda m: self_pipe_case(pt.URL("anon"), bulk, count, m))
     if sys.platform == "win32":  # pragma: no cover
-        pipe = URL(scheme="pipe", path=f"/packeteer-demo-{os.getpid()}")
+        pipe = pt.URL(scheme="pipe", path=f"/packeteer-demo-{os.getpid()}")
         return [*cases, case("pipe", sockets(pipe)), anon]
-    cases.append(case("local:path", sockets(URL("local", path=str(tmp / "s.sock")))))
+    cases.append(case("local:path", sockets(pt.URL("local", path=str(tmp / "s.sock")))))
     if linux:
-        cases.append(case("local:abstract", sockets(URL("local", path=abstract))))
-    up, down = URL("fifo", path=str(tmp / "up")), URL("fifo", path=str(tmp / "down"))
+        cases.append(case("local:abstract", sockets(pt.URL("local", path=abstract))))
+    up = pt.URL("fifo", path=str(tmp / "up"))
+    down = pt.URL("fifo", path=str(tmp / "down"))
     return [
         *cases,
-        case("local:unnamed", lambda m: self_pipe_case(URL("local"), bulk, count, m)),
+        case(
+            "local:unnamed", lambda m: self_pipe_case(pt.URL("local"), bulk, count, m)
+        ),
         anon,
         case("fifo", lambda m: fifo_case(up, down, bulk, count, m)),
     ]
@@ -160,20 +146,30 @@ async def run(args: argparse.Namespace) -> int:
         cases = [case for case in cases if case.selected(args.only)]
         if not cases:
             raise UsageError(f"no demo rows match --only {' '.join(args.only)}")
-        for number, case in enumerate(cases, 1):
-            await run_case(case, f"demo [{number}/{len(cases)}]", args.timeout)
-    print_table(cases, time.perf_counter() - started)
+        bar = open_bar()
+        try:
+            for number, case in enumerate(cases, 1):
+                label = f"demo [{number}/{len(cases)}] {case.scheme} {case.behaviour}"
+                bar.show(number - 1, len(cases), label, "cases")
+                await run_case(case, label, args.timeout, bar)
+        finally:
+            bar.close()
+    seconds = time.perf_counter() - started
+    if args.json:
+        print_json(cases, seconds)
+    else:
+        print_table(cases, seconds)
     failed = any(case.status.startswith("FAILED") for case in cases)
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-async def run_case(case: Case, prefix: str, timeout: float) -> None:
-    name = f"{prefix} {case.scheme} {case.behaviour}"
+async def run_case(case: Case, name: str, timeout: float, bar: Bar) -> None:
     if case.run is None:
         case.status = f"SKIPPED: {case.skip}"
-        log(f"{name}: {case.status}")
+        bar.note(f"{name}: {case.status}")
         return
-    log(f"{name}: running…")
+    if not bar.draws:  # the bar shows which case runs
+        bar.note(f"{name}: running…")
     try:
         with trio.move_on_after(timeout) as scope:
             await case.run(case.measures)
@@ -183,45 +179,4 @@ async def run_case(case: Case, prefix: str, timeout: float) -> None:
         case.status = f"FAILED: {describe(leaves(exc)[0])}"
     m = case.measures
     detail = f" ({m.url})" if m.url else ""
-    log(f"{name}: {case.status}{detail}")
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def print_table(cases: list[Case], seconds: float) -> None:
-    header: tuple[str, ...] = (
-        "scheme",
-        "behaviour",
-        "round trips",
-        "MB/s",
-        "datagrams/s",
-    )
-    header += (f"{US}/round trip", "result")
-    rows: list[tuple[str, ...]] = [header]
-    for case in cases:
-        m = case.measures
-        rows.append(
-            (
-                case.scheme,
-                case.behaviour,
-                str(m.round_trips) if m.round_trips else "-",
-                _number(m.mb_per_s, 1),
-                _number(m.datagrams_per_s, 0),
-                _number(m.us_per_round_trip, 1),
-                case.status,
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    for row in rows:
-        cells = [
-            cell.ljust(width) if i < 2 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
-        ]
-        print("  ".join([*cells, row[-1]]))
-    passed = sum(case.status == "OK" for case in cases)
-    skipped = sum(case.status.startswith("SKIPPED") for case in cases)
-    failed = len(cases) - passed - skipped
-    print(f"{passed} passed, {failed} failed, {skipped} skipped in {seconds:.1f} s")
-    sys.stdout.flush()
+    bar.note(f"{name}: {case.status}{detail}")

@@ -21,9 +21,9 @@ from typing import TypeVar
 
 import trio
 
-from .. import connect, listen
-from .._url import URL
-from ._streams import receive_exactly
+import packeteer_trio as pt
+
+from .._streams import receive_exactly
 
 CHUNK = 1 << 20  # bulk is sent in 1 MiB pieces of random bytes
 MESSAGE = 64  # bytes per round trip
@@ -114,12 +114,12 @@ async def client_role(
         raise DemoFailure("expected end of file after the half-close")
 
 
-async def socket_case(url: URL, bulk: int, count: int, m: Measures) -> None:
+async def socket_case(url: pt.URL, bulk: int, count: int, m: Measures) -> None:
     """tcp4, tcp6, local path/abstract: listen, connect, accept."""
-    listener = await listen(url)
+    listener = await pt.listen(url)
     async with listener:
         m.url = str(listener.url)
-        client = await connect(listener.url)
+        client = await pt.connect(listener.url)
         async with client:
             server = await listener.accept()
             async with server, trio.open_nursery() as nursery:
@@ -127,7 +127,9 @@ async def socket_case(url: URL, bulk: int, count: int, m: Measures) -> None:
                 await client_role(client, client, bulk, count, m)
 
 
-async def fifo_case(up: URL, down: URL, bulk: int, count: int, m: Measures) -> None:
+async def fifo_case(
+    up: pt.URL, down: pt.URL, bulk: int, count: int, m: Measures
+) -> None:
     """FIFOs are one-way: the listener's end reads, connect's end writes."""
     m.url = str(up)
     async with AsyncExitStack() as stack:
@@ -137,24 +139,24 @@ async def fifo_case(up: URL, down: URL, bulk: int, count: int, m: Measures) -> N
             stack.push_async_callback(resource.aclose)
             return resource
 
-        up_listener = await opened(listen(up))
-        down_listener = await opened(listen(down))
-        to_server = await opened(connect(up))
+        up_listener = await opened(pt.listen(up))
+        down_listener = await opened(pt.listen(down))
+        to_server = await opened(pt.connect(up))
         from_client = await opened(up_listener.accept())
-        to_client = await opened(connect(down))
+        to_client = await opened(pt.connect(down))
         from_server = await opened(down_listener.accept())
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server_role, from_client, to_client, bulk)
             await client_role(to_server, from_server, bulk, count, m)
 
 
-async def self_pipe_case(url: URL, bulk: int, count: int, m: Measures) -> None:
+async def self_pipe_case(url: pt.URL, bulk: int, count: int, m: Measures) -> None:
     """anon:// and unnamed local://: what is written reads back. The kernel
     buffer is small (64 KiB for a pipe), so the bulk needs a writer task and
     a reader task at once."""
     m.url = str(url)
     expected = payload(bulk)[1]
-    async with await connect(url) as stream:
+    async with await pt.connect(url) as stream:
         start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(send_bulk, stream, bulk)
