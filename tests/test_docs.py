@@ -97,7 +97,7 @@ def _platform(block: Block) -> Any:
 
 def _program(block: Block, tmp_path: Path, source: str | None = None) -> Path:
     """The block as a file whose line numbers are the Markdown file's."""
-    text = (source or block.source).replace("/tmp/", f"{tmp_path}/")
+    text = (source or block.source).replace("/tmp/", f"{tmp_path.as_posix()}/")
     program = tmp_path / "block.py"
     program.write_text("\n" * (block.line - 1) + text, encoding="utf-8")
     return program
