@@ -78,3 +78,15 @@ async def ignores_sigterm(
     task_status.started()
     with trio.CancelScope(shield=True):
         await trio.sleep_forever()
+
+
+async def wedged(
+    url: pt.URL, *, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serves, then blocks its event loop for good, so that it can no longer
+    notice anything (a closed lifeline, SIGTERM); says so on stdout first."""
+    task_status.started()
+    await trio.sleep(0.2)  # let the worker report that it serves
+    print(f"wedged {os.getpid()}", flush=True)
+    while True:
+        time.sleep(3600)

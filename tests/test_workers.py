@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import select
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -385,3 +387,45 @@ async def test_a_fifo_has_no_socket_to_share(tmp_path: Path) -> None:
 async def test_windows_says_posix_only() -> None:
     with pytest.raises(pt.PacketeerError, match="one server process per port"):
         await workers.run(PID_ECHO, "tcp://127.0.0.1:0", 2)
+
+
+SUPERVISOR = """
+import trio
+from packeteer_trio import workers
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        target = "tests._worker_targets:wedged"
+        group = await nursery.start(workers.run, target, "tcp://127.0.0.1:0", 2)
+        print(*group.pids, flush=True)
+
+trio.run(main)
+"""
+
+
+@pytest.mark.linux_only(reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_sigkilled_supervisor_takes_even_wedged_workers_along() -> None:
+    """Workers whose event loop is stuck cannot watch their lifeline; the
+    kernel's parent-death signal still ends them."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    with subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR], stdout=subprocess.PIPE, env=env, cwd=root
+    ) as supervisor:
+        assert supervisor.stdout is not None
+        lines: list[bytes] = []
+        try:
+            while len(lines) < 3:  # the pids, and each worker's "wedged"
+                ready, _, _ = select.select([supervisor.stdout], [], [], WAIT)
+                assert ready, f"only {lines} after {WAIT} s"
+                lines.append(supervisor.stdout.readline())
+        finally:
+            supervisor.kill()
+    pids = [int(pid) for pid in lines[0].split()]
+    try:
+        assert sorted(int(line.split()[1]) for line in lines[1:]) == sorted(pids)
+        trio.run(wait_until_gone, *pids)
+    finally:  # a failure leaves no wedged process behind either
+        for pid in pids:
+            if not gone(pid):
+                os.kill(pid, signal.Signals["SIGKILL"])

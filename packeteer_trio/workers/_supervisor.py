@@ -191,7 +191,10 @@ class _Group:
                         )
                     )
             self.up = True
-            log.info("%d workers serving %s", count, self.supervisor.urls[0])
+            pids = ", ".join(str(pid) for pid in self.supervisor.pids)
+            log.debug(
+                "%d workers serving %s: pid %s", count, self.supervisor.urls[0], pids
+            )
             task_status.started(self.supervisor)
 
     async def keep_running(
