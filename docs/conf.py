@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 import packeteer_trio  # noqa: E402
 from packeteer_trio import anyio_compat  # noqa: E402
+from packeteer_trio import http as http_module  # noqa: E402
 
 project = "packeteer_trio"
 author = "packeteer_trio developers"
@@ -58,7 +59,7 @@ python_use_unqualified_type_names = True
 nitpicky = True
 # Without intersphinx, names of other projects cannot resolve: they stay text.
 _EXTERNAL = (
-    r"(trio|anyio|typing|typing_extensions|collections|socket|ssl|os|enum|"
+    r"(trio|anyio|httpx|httpcore|typing|typing_extensions|collections|socket|ssl|os|enum|"
     r"types|abc|contextlib|builtins|io|pathlib|array|mmap|_typeshed)(\..+)?"
 )
 _BUILTINS = (
@@ -91,7 +92,7 @@ def _public_modules() -> None:
     signatures and base-class lists would otherwise name those modules. This
     is trio's ``fixup_module_metadata``, applied to the docs build only.
     """
-    for module in (packeteer_trio, anyio_compat):
+    for module in (packeteer_trio, anyio_compat, http_module):
         for name in module.__all__:
             obj = getattr(module, name)
             if getattr(obj, "__module__", "").startswith("packeteer_trio"):
@@ -156,6 +157,7 @@ _NO_SIGNATURE = {
     "packeteer_trio.anyio_compat.DatagramSocket",
     "packeteer_trio.anyio_compat.DatagramChannel",
     "packeteer_trio.anyio_compat.PacketChannel",
+    "packeteer_trio.http.NetworkStream",
 }
 
 
@@ -188,7 +190,7 @@ def _check_coverage(app: Any, env: Any) -> None:
     from sphinx.util import logging
 
     documented = set(env.domaindata["py"]["objects"])
-    for module in (packeteer_trio, anyio_compat):
+    for module in (packeteer_trio, anyio_compat, http_module):
         names = list(module.__all__)
         if module is packeteer_trio:
             names.append("__version__")

@@ -327,7 +327,80 @@ def multicast_example(block: Block, tmp_path: Path) -> None:
     assert re.fullmatch(r"b'hello, group' udp4://10\.0\.0\.1:\d+\n", result.stdout)
 
 
+# -- docs/http.md: httpx against tests/_http_server.py's h11 server -----------------
+
+
+def _ca_files(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """(CA file for the client, key and certificate file for the server)."""
+    import trustme
+
+    ca = trustme.CA()
+    cafile, keyfile = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca.cert_pem.write_to_path(cafile)
+    ca.issue_cert(name).private_key_and_cert_chain_pem.write_to_path(keyfile)
+    return cafile, keyfile
+
+
+def http_docker(block: Block, tmp_path: Path) -> None:
+    """Docker's socket is a temporary one (the block's /tmp/ paths are
+    moved into tmp_path) with a server answering /version as Docker does."""
+    from ._http_server import H11Server
+
+    with H11Server(f"local://{tmp_path}/docker.sock") as server:
+        edited = block.source.replace("/var/run/docker.sock", "/tmp/docker.sock")
+        out = run_block(block, tmp_path, source=edited).stdout
+    assert out == "1.47\n"
+    assert server.accepted == 1
+
+
+def http_https_local(block: Block, tmp_path: Path) -> None:
+    import ssl
+
+    from ._http_server import H11Server
+
+    cafile, keyfile = _ca_files(tmp_path, "myapp.local")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(keyfile)
+    with H11Server(f"local://{tmp_path}/myapp.sock", tls=context) as server:
+        edited = block.source.replace("/etc/myapp/ca.pem", f"/tmp/{cafile.name}")
+        edited = edited.replace("/run/myapp.sock", "/tmp/myapp.sock")
+        assert run_block(block, tmp_path, source=edited).stdout == "200\n"
+    assert server.accepted == 1
+
+
+def http_tls_scheme(block: Block, tmp_path: Path) -> None:
+    from ._http_server import H11Server
+
+    cafile, keyfile = _ca_files(tmp_path, "myapp.local")
+    with H11Server(f"tls+tcp://127.0.0.1:0?certfile={keyfile}") as server:
+        edited = block.source.replace("8443", str(server.url.port))
+        edited = edited.replace("/etc/myapp/ca.pem", f"/tmp/{cafile.name}")
+        assert run_block(block, tmp_path, source=edited).stdout == "200\n"
+    assert server.accepted == 1
+
+
+def http_fd(block: Block, tmp_path: Path) -> None:
+    """Started with a socket connected to the server, as fd 3 says."""
+    from ._http_server import H11Server
+
+    with H11Server("tcp4://127.0.0.1:0") as server:
+        port = server.url.port or 0
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            fd = sock.fileno()
+            edited = block.source.replace("fd:///3", f"fd:///{fd}")
+            out = run_block(block, tmp_path, source=edited, pass_fds=(fd,)).stdout
+        assert out == "200\n"
+    assert server.accepted == 1
+
+
 RUNNERS: dict[str, Callable[[Block, Path], None]] = {
+    "http-docker": http_docker,
+    "http-asyncio": http_docker,
+    "http-mounts": http_docker,
+    "http-httpcore": http_docker,
+    "http-https-local": http_https_local,
+    "http-tls-scheme": http_tls_scheme,
+    "http-fd": http_fd,
     "readme-echo": readme_echo,
     "scheduler-example": scheduler_example,
     "tcp-client": tcp_client,
