@@ -100,6 +100,7 @@ def test_canonical_urls(text: str, canonical: str | None) -> None:
         ("udp://:5000?join=192.0.2.1", "'192.0.2.1' is not a multicast group"),
         ("udp://:5000?join=239.1.2.3,10.0.0.1", "'10.0.0.1' is not a multicast"),
         ("udp://:5000?join=group", "'group' is not a multicast group"),
+        ("udp://:5000?join=ff02::1%25eth0", "without a zone: say the interface"),
         ("udp://:5000?join=", "'' is not a multicast group"),
         ("udp://:5000?join=239.1.2.3,ff05::1", "of one family"),
         ("udp4://:5000?join=ff05::1", "IPv6 group but the socket is IPv4"),

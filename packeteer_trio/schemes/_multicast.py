@@ -140,10 +140,11 @@ def _groups(value: str | None, family: int | None, text: str) -> tuple[str, ...]
             address = ipaddress.ip_address(item)
         except ValueError:
             address = None
-        if address is None or not address.is_multicast:
+        if address is None or not address.is_multicast or "%" in item:
             raise InvalidURL(
                 f"{text!r}: join={value}: {item!r} is not a multicast group "
-                "(IPv4 224.0.0.0/4 or IPv6 ff00::/8; several are separated by ',')"
+                "(IPv4 224.0.0.0/4 or IPv6 ff00::/8, without a zone: say the "
+                "interface with iface=; several are separated by ',')"
             )
         found = socket.AF_INET if address.version == 4 else socket.AF_INET6
         if family is not None and found != family:
