@@ -22,7 +22,7 @@ from .._endpoints import DatagramEndpoint, SockAddr
 from .._errors import InvalidURL, with_url
 from .._registry import Scheme, register
 from .._url import URL
-from . import _inet
+from . import _inet, _multicast, _sockopts
 
 SCHEMES = frozenset({"udp", "udp4", "udp6"})
 
@@ -92,14 +92,23 @@ def _addressing(
 
 
 async def open_datagram(url: URL) -> DatagramEndpoint:
-    family, sockaddr = (await _inet.resolve(url, socket.SOCK_DGRAM, passive=True))[0]
+    options = _multicast.parse(url, str(url))
+    where = url
+    if not url.host and options.family is not None:
+        # The wildcard of the groups' family (udp://:5000?join=ff05::1).
+        where = url.replace(host=_multicast.WILDCARD[options.family])
+    family, sockaddr = (await _inet.resolve(where, socket.SOCK_DGRAM, passive=True))[0]
     sock = _new_socket(url, family, "bind")
     try:
-        sock.bind(sockaddr)
-        bound = _inet.url_for("udp", family, sock.getsockname())
-    except OSError as exc:
-        sock.close()
-        raise with_url(exc, url, "bind") from exc
+        _multicast.before_bind(sock, url, options)  # its errors name the URL
+        try:
+            if _sockopts.wants_reuseport(url):
+                _sockopts.set_reuseport(sock)
+            sock.bind(sockaddr)
+            bound = _inet.url_for("udp", family, sock.getsockname())
+        except OSError as exc:
+            raise with_url(exc, url, "bind") from exc
+        _multicast.join(sock, url, options)
     except BaseException:
         sock.close()
         raise
@@ -121,9 +130,16 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
                 f"{url}: no address of the same IP family as local={local}"
             )
         family, peer, local_address = pairs[0]
+    options = _multicast.parse(url, str(url))
+    if options.groups:
+        raise InvalidURL(
+            f"{url}: join= is for open_datagram(): a connected socket gets "
+            "datagrams from its peer only"
+        )
     action = "connect"
     sock = _new_socket(url, family, action)
     try:
+        _multicast.configure_sender(sock, url, options)
         if local_address is not None:
             action = f"bind to local={local}"
             sock.bind(local_address)
@@ -139,11 +155,20 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
     return DatagramEndpoint(sock=sock, url=peer_url)
 
 
+_inet_rules = _inet.make_validator("udp")
+
+
+def _validate(url: URL, text: str) -> URL:
+    url = _inet_rules(url, text)
+    _sockopts.check(url, text)  # ?reuseport=
+    return _multicast.check(url, text)  # ?join= ?iface= ?ttl= ?loop= ?broadcast=
+
+
 for _name in ("udp", "udp4", "udp6"):
     register(
         Scheme(
             _name,
-            _inet.make_validator("udp"),
+            _validate,
             open_datagram=open_datagram,
             connect_datagram=connect_datagram,
         )
