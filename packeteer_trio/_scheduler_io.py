@@ -74,9 +74,9 @@ Key = tuple[int, bool]  # (fd, read): one of trio's waits
 # this pace instead of spinning.
 _IDLE_POLL = 0.05
 _POLLRDHUP = getattr(select, "POLLRDHUP", 0)
-# Set in a wait's result when it followed another registration's round: the
-# leader's callback may have consumed what woke it.
-_FOLLOWED = 1 << 30
+# Set in the result of a shared wait: another registration's callback may
+# have taken what woke it (before this one ran, whether it led or followed).
+_SHARED = 1 << 30
 # What a watch loop tells the registration's loop.
 _AGAIN, _CLOSED, _DONE = range(3)  # re-read mask and fds / an fd closed / end
 
@@ -244,7 +244,8 @@ class IOEngine:
         # Without CLOSE or ERROR asked, READ means "a read will not block" and
         # WRITE "a write will not block", which is what trio's wakeup says
         # (it wakes a reader for data, the end of file, a hang-up or an
-        # error alike): a wait this task led needs no poll to tell.
+        # error alike): a wait made alone needs no poll to tell. A shared
+        # one does, as another registration's callback may have run first.
         trusted = not mask & (CLOSE | ERROR)
         classify: Callable[[int], int | None] | None = None
         # Trusted with a plain callback, a registration costs what a
@@ -288,7 +289,7 @@ class IOEngine:
                     if not woke:
                         return _CLOSED
                     events = ready
-                    if woke != bit or not trusted:  # followed, or CLOSE/ERROR asked
+                    if woke != bit or not trusted:  # shared, or CLOSE/ERROR asked
                         if classify is None:
                             classify = _classifier([key])
                         if (seen := classify(woke)) is None:
@@ -387,8 +388,7 @@ class IOEngine:
 
     async def _wait_fd(self, key: Key, handle_wait: HandleWait | None = None) -> int:
         """Wait until the fd is ready: READ or WRITE (or the bits *handle_wait*
-        saw), with _FOLLOWED if another registration led the wait; 0 if closed
-        locally.
+        saw), with _SHARED; 0 if closed locally.
 
         The first registration to wait on an fd and direction leads a round;
         the others follow it (an Event is made only once someone follows)."""
@@ -398,7 +398,7 @@ class IOEngine:
                 rnd.followers = trio.Event()
             await rnd.followers.wait()
             if rnd.woke is not None:  # else that waiter was cancelled: retry
-                return rnd.woke | _FOLLOWED if rnd.woke else 0
+                return rnd.woke | _SHARED if rnd.woke else 0
         self._rounds[slot] = rnd = _Round()
         woke = None
         try:
@@ -414,4 +414,4 @@ class IOEngine:
             del self._rounds[slot]
             if rnd.followers is not None:
                 rnd.followers.set()
-        return woke
+        return woke | _SHARED if woke else 0
