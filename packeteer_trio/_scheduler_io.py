@@ -15,8 +15,6 @@ re-read of the connector's fds (a close shows in the wait itself).
 
 from __future__ import annotations
 
-import select
-import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from inspect import isawaitable, iscoroutinefunction
@@ -25,7 +23,8 @@ from typing import Any, Protocol
 import trio
 from trio.lowlevel import wait_readable, wait_writable
 
-from ._scheduler_events import CLOSE, ERROR, IO_EVENT_OF, READ, WATCHABLE, WRITE, Events
+from ._scheduler_events import CLOSE, ERROR, IO_EVENT_OF, READ, WRITE, Events
+from ._scheduler_poll import Key, as_seen, classifier
 
 
 class SchedulerConnector(Protocol):
@@ -67,13 +66,11 @@ class Watch(Protocol):
 #: (cancellation check, ``now``, threads, awaitables).
 Invoke = Callable[[Any, Events, Any], Awaitable[None]]
 
-Key = tuple[int, bool]  # (fd, read): one of trio's waits
 
 # After a wakeup carrying only conditions nobody asked for (CLOSE is watched
 # while unread data is pending), trio cannot wait for the rest alone: poll at
 # this pace instead of spinning.
 _IDLE_POLL = 0.05
-_POLLRDHUP = getattr(select, "POLLRDHUP", 0)
 # Set in the result of a shared wait: another registration's callback may
 # have taken what woke it (before this one ran, whether it led or followed).
 _SHARED = 1 << 30
@@ -126,46 +123,9 @@ def _fds(conn: SchedulerConnector) -> tuple[int | None, int | None] | None:
         return None
 
 
-def _classifier(waits: list[Key]) -> Callable[[int], int | None]:
-    """``classify(woke)``: the events a zero-timeout poll of the watched fds
-    sees (a wakeup cannot tell data from a hang-up), None if an fd is invalid.
-    The poll object is made once per set of waits, not per wakeup."""
-    # Windows has no poll(): trust the wakeup.
-    if sys.platform == "win32" or not hasattr(select, "poll"):  # pragma: no cover
-        return _as_seen
-    readable, hangup = select.POLLIN | select.POLLPRI, select.POLLHUP | _POLLRDHUP
-    out, err, invalid = select.POLLOUT, select.POLLERR, select.POLLNVAL
-    flags: dict[int, int] = {}
-    for fd, read in waits:
-        flags[fd] = flags.get(fd, 0) | (readable | _POLLRDHUP if read else out)
-    poller = select.poll()
-    for fd, want in flags.items():
-        poller.register(fd, want)
-    poll = poller.poll
-
-    def classify(woke: int) -> int | None:
-        revents = 0
-        for _, rev in poll(0):
-            revents |= rev
-        if revents & invalid:
-            return None
-        return (
-            (READ if revents & readable else 0)
-            | (WRITE if revents & out else 0)
-            | (CLOSE if revents & hangup else 0)
-            | (ERROR if revents & err else 0)
-        )
-
-    return classify
-
-
 def _is_async(callback: object) -> bool:
     call = getattr(callback, "__call__", None)  # noqa: B004 - async __call__
     return iscoroutinefunction(callback) or iscoroutinefunction(call)
-
-
-def _as_seen(woke: int) -> int:
-    return woke & WATCHABLE
 
 
 class _Round:
@@ -291,7 +251,7 @@ class IOEngine:
                     events = ready
                     if woke != bit or not trusted:  # shared, or CLOSE/ERROR asked
                         if classify is None:
-                            classify = _classifier([key])
+                            classify = classifier([key])
                         if (seen := classify(woke)) is None:
                             return _CLOSED
                         # Trusted, anything seen means the call will not block
@@ -340,7 +300,7 @@ class IOEngine:
         always in the shared rounds, always classified and re-read."""
         conn = reg.connector
         # A connector that waits its own way says what it saw.
-        classify = _classifier(waits) if handle_wait is None else _as_seen
+        classify = classifier(waits) if handle_wait is None else as_seen
         if len(waits) == 1:  # no nursery needed
             wait = partial(self._wait_fd, waits[0], handle_wait)
         else:
