@@ -23,6 +23,7 @@ MODULES = [
     "relay",
     "scheduler",
     "scaling",
+    "workers",
 ]
 # The rest need AF_UNIX sockets, FIFOs or trio.lowlevel.FdStream.
 WINDOWS = {"relay", "scaling"}

@@ -4,145 +4,53 @@ Every registration (I/O watch, timer, user event) is one task running in its
 own :class:`trio.CancelScope` inside the scheduler's nursery: cancelling a
 :class:`Registration` cancels that scope, a failing callback cancels its
 siblings, and leaving ``async with open_scheduler()`` cancels everything.
+The I/O watches live in :mod:`._scheduler_io`, the argument checks in
+:mod:`._scheduler_checks`, the event bits in :mod:`._scheduler_events`.
 """
 
 from __future__ import annotations
 
-import enum
 import inspect
 import math
-import numbers
-import operator
-import os
-import select
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import trio
-from trio.lowlevel import wait_readable, wait_writable
+
+from ._scheduler_checks import (
+    check_callback,
+    check_count,
+    check_mask,
+    check_max_threads,
+    check_seconds,
+)
+from ._scheduler_events import BELOW_USER, IO_EVENTS, WATCHABLE, Events
+from ._scheduler_io import (
+    HandleWait,
+    IOEngine,
+    SchedulerConnector,
+    Watch,
+    check_watchable,
+)
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
-
-class Events(enum.IntFlag):
-    """Event bits with packeteer's values; ``USER`` and above are user events."""
-
-    READ = 1
-    WRITE = 2
-    ERROR = 4
-    OPEN = 8  # accepted for compatibility, never delivered
-    CLOSE = 16
-    TIMEOUT = 128
-    USER = 1 << 15
-
-
-#: Every I/O event: the default of :meth:`Scheduler.unregister_connector`.
-IO_EVENTS = Events.READ | Events.WRITE | Events.ERROR | Events.OPEN | Events.CLOSE
-# Masks are plain ints inside (IntFlag operations cost ~0.3 us each, and its ~
-# loses user bits above the named ones); callbacks and handles get Events.
-_READ, _WRITE, _ERROR, _CLOSE = map(
-    int, (Events.READ, Events.WRITE, Events.ERROR, Events.CLOSE)
-)
-_WATCHABLE = _READ | _WRITE | _ERROR | _CLOSE
-_BELOW_USER = int(Events.USER) - 1
-_IO_EVENTS = tuple(Events(bits) for bits in range(32))  # bits -> Events, cheaply
+__all__ = [
+    "IO_EVENTS",
+    "Callback",
+    "Events",
+    "HandleWait",
+    "Registration",
+    "Scheduler",
+    "SchedulerConnector",
+    "open_scheduler",
+]
 
 #: ``callback(now, events, connector)``, plain or async; its result is ignored.
 Callback = Callable[[float, Events, Any], object]
-
-
-class SchedulerConnector(Protocol):
-    """What :meth:`Scheduler.register_connector
-    <packeteer_trio.Scheduler.register_connector>` needs from a connector.
-
-    A connector whose "fds" are not descriptors or sockets (Windows pipe
-    HANDLEs, which trio's ``wait_readable`` does not take) also has
-    ``_scheduler_wait(read: bool) -> int``: it waits its own way and returns
-    the event bits seen, raising ``trio.ClosedResourceError`` once closed.
-    """
-
-    def _scheduler_fds(self) -> tuple[int | None, int | None]:
-        """(fd watched for READ, fd watched for WRITE), None where a direction
-        does not exist; raises ``trio.ClosedResourceError`` once closed."""
-        ...
-
-
-#: ``connector._scheduler_wait``, where a connector has one.
-HandleWait = Callable[[bool], Awaitable[int]]
-
-
-# -- argument checks: at the call, so a bad value never reaches a task -------
-# (where it would fail later, out of `async with`, cancelling everything)
-
-
-def _check_mask(events: object, name: str = "events") -> Events:
-    if isinstance(events, bool) or not isinstance(events, int):
-        raise TypeError(
-            f"{name} must be an Events mask (or an int of Events bits), "
-            f"not {type(events).__name__} {events!r}"
-        )
-    return Events(events)
-
-
-def _check_callback(callback: object) -> None:
-    if not callable(callback):
-        raise TypeError(f"callback must be callable, not {callback!r}")
-    try:
-        hash(callback)  # callbacks identify registrations (unschedule, merging)
-    except TypeError:
-        raise TypeError(f"callback must be hashable, not {callback!r}") from None
-
-
-def _check_seconds(value: object, name: str, *, least: float | None = 0) -> float:
-    """*value* as float seconds: a real number, not NaN, at least *least*
-    (None: any). ``inf`` is allowed where it means never, like trio.sleep."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a number of seconds, not {type(value).__name__} {value!r}"
-        )
-    seconds = float(value)
-    if math.isnan(seconds):
-        raise ValueError(f"{name} must be a number of seconds, not NaN")
-    if least is not None and not seconds >= least:
-        raise ValueError(f"{name} must be >= {least:g}, not {value!r}")
-    return seconds
-
-
-def _check_count(count: object) -> int | None:
-    if count is None:
-        return None
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
-        raise TypeError(
-            f"count must be a whole number or None, not {type(count).__name__} "
-            f"{count!r}"
-        )
-    if count < 1:
-        raise ValueError(f"count must be >= 1 or None, not {count!r}")
-    return operator.index(count)
-
-
-def _connector_fds(connector: object) -> tuple[int | None, int | None]:
-    fds = getattr(connector, "_scheduler_fds", None)
-    if fds is None:
-        raise TypeError(
-            "connector must be a packeteer_trio connector (a stream, listener, "
-            "datagram socket or channel from connect, listen, open_datagram or "
-            "connect_datagram; or an object with _scheduler_fds()), not "
-            f"{connector!r}"
-        )
-    result: tuple[int | None, int | None] = fds()  # raises if already closed
-    return result
-
-
-# After a wakeup carrying only conditions nobody asked for (CLOSE is watched
-# while unread data is pending), trio cannot wait for the rest alone: poll at
-# this pace instead of spinning.
-_IDLE_POLL = 0.05
-_POLLRDHUP = getattr(select, "POLLRDHUP", 0)
 
 
 class Registration:
@@ -161,7 +69,9 @@ class Registration:
         self._scheduler, self._key = scheduler, key
         self._mask = int(events)
         self._scope = trio.CancelScope()
-        self._wait_scope: trio.CancelScope | None = None
+        self._wait_scope: trio.CancelScope | None = None  # the I/O wait's, if waiting
+        self._cancelled = False  # cancel() was called: the I/O watch's check
+        self._solo = False  # the I/O watch waits on trio directly (_scheduler_io)
         self._send: trio.MemorySendChannel[Events] | None = None  # user events
         self._done = False
         self._oneshot, self._run_in_thread = oneshot, run_in_thread
@@ -186,6 +96,7 @@ class Registration:
 
     def cancel(self) -> None:
         """End the registration; a callback that is running is cancelled too."""
+        self._cancelled = True
         self._scope.cancel()
         self._scheduler._forget(self)
 
@@ -196,80 +107,13 @@ class Registration:
 
     def _set_mask(self, mask: int) -> None:
         self._mask = mask
-        if self._wait_scope is not None:  # set only while waiting: re-wait
-            self._wait_scope.cancel()
+        if (scope := self._wait_scope) is not None:  # set only while waiting
+            self._wait_scope = None  # tells the watch to re-wait, queued wakeup or not
+            scope.cancel()
 
     def __repr__(self) -> str:
         state = "done" if self._done else "active"
         return f"<Registration {self.events!r} {self.callback!r} {state}>"
-
-
-class _Round:
-    """One wait on an fd and direction, which other registrations follow."""
-
-    __slots__ = ("followers", "woke")
-
-    def __init__(self) -> None:
-        self.followers: trio.Event | None = None  # made by the first follower
-        # The event bits seen; 0: closed locally; None: that waiter was cancelled.
-        self.woke: int | None = None
-
-
-def _classifier(waits: list[tuple[int, bool]]) -> Callable[[int], int | None]:
-    """``classify(woke)``: the events a zero-timeout poll of the watched fds
-    sees (a wakeup cannot tell data from a hang-up), None if an fd is invalid.
-    The poll object is made once per set of waits, not per wakeup."""
-    # Windows has no poll(): trust the wakeup.
-    if sys.platform == "win32" or not hasattr(select, "poll"):  # pragma: no cover
-        return lambda woke: woke
-    readable, hangup = select.POLLIN | select.POLLPRI, select.POLLHUP | _POLLRDHUP
-    out, err, invalid = select.POLLOUT, select.POLLERR, select.POLLNVAL
-    flags: dict[int, int] = {}
-    for fd, read in waits:
-        flags[fd] = flags.get(fd, 0) | (readable | _POLLRDHUP if read else out)
-    poller = select.poll()
-    for fd, want in flags.items():
-        poller.register(fd, want)
-    poll = poller.poll
-
-    def classify(woke: int) -> int | None:
-        revents = 0
-        for _, rev in poll(0):
-            revents |= rev
-        if revents & invalid:
-            return None
-        return (
-            (_READ if revents & readable else 0)
-            | (_WRITE if revents & out else 0)
-            | (_CLOSE if revents & hangup else 0)
-            | (_ERROR if revents & err else 0)
-        )
-
-    return classify
-
-
-def _as_seen(woke: int) -> int:
-    return woke
-
-
-def _waits(mask: int, rfd: int | None, wfd: int | None) -> list[tuple[int, bool]]:
-    waits = []
-    if mask & _READ and rfd is not None:
-        waits.append((rfd, True))
-    if mask & _WRITE and wfd is not None:
-        waits.append((wfd, False))
-    if not waits and mask & (_CLOSE | _ERROR):
-        # Hang-ups and errors wake readers, even on a pipe's write end.
-        fd = rfd if rfd is not None else wfd
-        waits += [] if fd is None else [(fd, True)]
-    return waits
-
-
-def _fds(conn: SchedulerConnector) -> tuple[int | None, int | None] | None:
-    try:
-        return conn._scheduler_fds()
-    except trio.ClosedResourceError:
-        return None
 
 
 class Scheduler:
@@ -286,7 +130,7 @@ class Scheduler:
         self._live: set[Registration] = set()
         # (id(connector),), ("timer", callback), ("user", callback) -> handles
         self._index: dict[Any, list[Registration]] = {}
-        self._rounds: dict[tuple[int, bool], _Round] = {}  # (fd, read) -> wait
+        self._io = IOEngine(self._invoke)  # the shared waits of I/O watches
 
     @property
     def thread_limiter(self) -> trio.CapacityLimiter:
@@ -313,17 +157,11 @@ class Scheduler:
         The same (connector, callback) again merges the masks and returns the
         same handle. ``oneshot=True`` ends the registration after one run.
         """
-        events = _check_mask(events)
-        if int(events) & ~int(IO_EVENTS) or not events & _WATCHABLE:
+        events = check_mask(events)
+        if int(events) & ~int(IO_EVENTS) or not events & WATCHABLE:
             raise ValueError(f"not a mask of I/O events: {events!r}")
-        _check_callback(callback)
-        rfd, wfd = _connector_fds(connector)
-        if (
-            (events & _READ and rfd is None)
-            or (events & _WRITE and wfd is None)
-            or not _waits(events, rfd, wfd)
-        ):
-            raise ValueError(f"{connector!r} has no side to watch for {events!r}")
+        check_callback(callback)
+        check_watchable(int(events), connector)
         key = (id(connector),)
         for reg in self._index.get(key, ()):
             if reg.callback == callback:
@@ -332,7 +170,8 @@ class Scheduler:
         reg = Registration(
             self, key, callback, events, connector, oneshot, run_in_thread
         )
-        return self._start(reg, self._run_io, reg)
+        watch: Watch = reg  # what the engine reads of it, checked here
+        return self._start(reg, self._io.watch, watch)
 
     def unregister_connector(
         self,
@@ -342,105 +181,15 @@ class Scheduler:
     ) -> None:
         """Stop watching ``events`` on ``connector`` for ``callback`` (default:
         for every callback); a registration left without events is cancelled."""
-        mask = int(_check_mask(events))
+        mask = int(check_mask(events))
         for reg in list(self._index.get((id(connector),), ())):
             if callback is not None and reg.callback != callback:
                 continue
             left = reg._mask & ~mask
-            if left & _WATCHABLE:
+            if left & WATCHABLE:
                 reg._set_mask(left)
             else:
                 reg.cancel()
-
-    async def _run_io(self, reg: Registration) -> None:
-        conn = reg.connector
-        while True:  # once per mask and set of fds
-            if (fds := _fds(conn)) is None:
-                break
-            mask = reg._mask
-            if not (waits := _waits(mask, *fds)):
-                break  # the watched side was shut down
-            handle_wait: HandleWait | None = getattr(conn, "_scheduler_wait", None)
-            # A connector that waits its own way says what it saw.
-            classify = _classifier(waits) if handle_wait is None else _as_seen
-            if len(waits) == 1:  # no nursery needed
-                wait = partial(self._wait_fd, waits[0], handle_wait)
-            else:
-                wait = partial(self._wait_any, waits, handle_wait)
-            seen: int | None = 0
-            # One scope serves every wait with this mask (entering and leaving
-            # one costs half a wait): _set_mask() cancels it only while the
-            # task waits, so no callback runs in a cancelled scope.
-            with trio.CancelScope() as scope:
-                # A callback may change the mask or close a side.
-                while mask == reg._mask and _fds(conn) == fds:
-                    reg._wait_scope = scope
-                    woke = await wait()
-                    reg._wait_scope = None
-                    if (seen := None if woke is None else classify(woke)) is None:
-                        break  # an fd was closed
-                    if scope.cancel_called:
-                        break  # the mask changed with the wakeup queued: re-wait
-                    if fired := seen & reg._mask:  # the mask as of now
-                        await self._invoke(reg, _IO_EVENTS[fired], conn)
-                        if reg._oneshot:
-                            return
-                    elif seen:
-                        await trio.sleep(_IDLE_POLL)
-            reg._wait_scope = None
-            # A closed fd ends the registration, unless only one side went.
-            if seen is None and _fds(conn) in (fds, None):
-                break
-        if reg._mask & _CLOSE:
-            await self._invoke(reg, Events.CLOSE, conn)
-
-    async def _wait_any(
-        self, waits: list[tuple[int, bool]], handle_wait: HandleWait | None
-    ) -> int | None:
-        """Wait for the first ready fd: the directions that woke, None if closed."""
-        woke: int | None = 0
-
-        async def wait_one(key: tuple[int, bool], done: trio.CancelScope) -> None:
-            nonlocal woke
-            direction = await self._wait_fd(key, handle_wait)
-            woke = None if direction is None or woke is None else woke | direction
-            done.cancel()
-
-        async with trio.open_nursery() as nursery:
-            for key in waits:
-                nursery.start_soon(wait_one, key, nursery.cancel_scope)
-        return woke
-
-    async def _wait_fd(
-        self, key: tuple[int, bool], handle_wait: HandleWait | None = None
-    ) -> int | None:
-        """Wait until the fd is ready: READ or WRITE (or the bits *handle_wait*
-        saw), None if closed locally.
-
-        trio lets one task wait per fd and direction, so registrations
-        watching the same one share each wait: one task waits, the others
-        follow its round (an Event is made only once someone follows)."""
-        while (rnd := self._rounds.get(key)) is not None:
-            if rnd.followers is None:
-                rnd.followers = trio.Event()
-            await rnd.followers.wait()
-            if rnd.woke is not None:  # else that waiter was cancelled: retry
-                break
-        else:  # nobody waits on it: lead a round
-            self._rounds[key] = rnd = _Round()
-            try:
-                if handle_wait is None:
-                    await (wait_readable if key[1] else wait_writable)(key[0])
-                    rnd.woke = _READ if key[1] else _WRITE
-                else:
-                    rnd.woke = await handle_wait(key[1])
-            except trio.ClosedResourceError:  # notify_closing(): closed locally
-                rnd.woke = 0
-            finally:
-                del self._rounds[key]
-                if rnd.followers is not None:
-                    rnd.followers.set()
-        return rnd.woke or None
 
     # -- timers ------------------------------------------------------------
 
@@ -449,8 +198,8 @@ class Scheduler:
     ) -> Registration:
         """Run ``callback`` once with TIMEOUT, ``delay`` seconds from now
         (``math.inf``: never, until cancelled)."""
-        delay = _check_seconds(delay, "delay")
-        _check_callback(callback)
+        delay = check_seconds(delay, "delay")
+        check_callback(callback)
         return self._timer(trio.current_time() + delay, 0, 1, callback, run_in_thread)
 
     def schedule_at(
@@ -458,8 +207,8 @@ class Scheduler:
     ) -> Registration:
         """Run ``callback`` once at ``deadline`` on the ``trio.current_time()``
         clock (immediately if it has passed; ``math.inf``: never)."""
-        deadline = _check_seconds(deadline, "deadline", least=None)
-        _check_callback(callback)
+        deadline = check_seconds(deadline, "deadline", least=None)
+        check_callback(callback)
         return self._timer(deadline, 0, 1, callback, run_in_thread)
 
     def schedule(
@@ -474,13 +223,13 @@ class Scheduler:
         """Run ``callback`` every ``interval`` seconds, ``count`` times (None:
         until cancelled). The first run is ``first`` seconds from now (default
         ``interval``); later runs keep a fixed rate from it."""
-        interval = _check_seconds(interval, "interval", least=None)
+        interval = check_seconds(interval, "interval", least=None)
         # inf would stop after one run: count runs could never all happen.
         if not 0 < interval < math.inf:
             raise ValueError(f"interval must be > 0 and finite, not {interval!r}")
-        count = _check_count(count)
-        delay = interval if first is None else _check_seconds(first, "first")
-        _check_callback(callback)
+        count = check_count(count)
+        delay = interval if first is None else check_seconds(first, "first")
+        check_callback(callback)
         deadline = trio.current_time() + delay
         return self._timer(deadline, interval, count, callback, run_in_thread)
 
@@ -517,10 +266,10 @@ class Scheduler:
     ) -> Registration:
         """Call ``callback`` whenever any of the user ``events`` is fired.
         The same callback again merges the masks and returns the same handle."""
-        events = _check_mask(events)
-        if not events or events & _BELOW_USER:
+        events = check_mask(events)
+        if not events or events & BELOW_USER:
             raise ValueError(f"user events are Events.USER and above: {events!r}")
-        _check_callback(callback)
+        check_callback(callback)
         key = ("user", callback)
         for reg in self._index.get(key, ()):
             reg._add(int(events), False, run_in_thread)
@@ -531,7 +280,7 @@ class Scheduler:
 
     def unregister_event(self, events: Events | int, callback: Callback) -> None:
         """Stop calling ``callback`` for ``events``; with none left it is dropped."""
-        mask = int(_check_mask(events))
+        mask = int(check_mask(events))
         for reg in list(self._index.get(("user", callback), ())):
             if left := reg._mask & ~mask:
                 reg._set_mask(left)
@@ -541,8 +290,8 @@ class Scheduler:
     def fire_events(self, events: Events | int) -> None:
         """Fire user events: each callback registered for any of them runs once,
         with the fired events it registered for. ValueError for system events."""
-        events = _check_mask(events)
-        if events & _BELOW_USER:
+        events = check_mask(events)
+        if events & BELOW_USER:
             raise ValueError(
                 f"only user events (>= Events.USER) can be fired: {events!r}"
             )
@@ -581,6 +330,14 @@ class Scheduler:
         try:
             with reg._scope:
                 await fn(*args)
+        except BaseException as exc:
+            if not isinstance(exc, trio.Cancelled):
+                # The nursery cancels the rest once this leaves the task; say
+                # so now, so that an I/O watch whose wakeup is already queued
+                # does not call its callback in between.
+                for other in list(self._live):
+                    other.cancel()
+            raise
         finally:
             reg._done = True
             self._forget(reg)
@@ -617,13 +374,7 @@ async def open_scheduler(*, max_threads: int | None = None) -> AsyncIterator[Sch
     cancels the rest and is raised here: bare when it is the only one, in an
     ``ExceptionGroup`` when several fail at once.
     """
-    if max_threads is not None and (
-        isinstance(max_threads, bool) or not isinstance(max_threads, int)
-    ):
-        raise TypeError(f"max_threads must be an int or None, not {max_threads!r}")
-    tokens = max_threads if max_threads is not None else os.cpu_count() or 1
-    if tokens < 1:
-        raise ValueError(f"max_threads must be >= 1, not {max_threads!r}")
+    tokens = check_max_threads(max_threads)
     try:
         async with trio.open_nursery() as nursery:
             sched = Scheduler(nursery, trio.CapacityLimiter(tokens))

@@ -12,6 +12,11 @@ descriptor named by ``$DOC_LISTEN_FD`` becomes fd 3, and ``LISTEN_FDS=1``,
 ``LISTEN_PID`` (this process) and ``LISTEN_FDNAMES=NAME`` are set, as
 ``systemd-socket-activate`` does in the child it starts.
 
+``--veth NAME`` enters a private network namespace (exit 77 with the reason
+where that is not allowed) and creates a veth pair there, NAME with
+10.0.0.1/24 and its peer ``NAMEp``, both up: an interface to join multicast
+groups on, which exists nowhere else (see _multicast_netns.py).
+
 ``--tun NAME`` first enters a private network namespace (exit 77 with the
 reason where that is not allowed, as _tuntap_netns.py) and, once interface
 NAME exists, gives it 10.200.0.1/24 and sends a few UDP datagrams to
@@ -67,17 +72,36 @@ def tun_traffic(name: str) -> None:
     threading.Thread(target=send, daemon=True).start()
 
 
+def veth(name: str) -> None:
+    if sys.platform != "linux":
+        raise SystemExit("network namespaces are Linux-only")
+    from tests import _multicast_netns as mc
+
+    here = mc.Namespaces()  # enters a fresh namespace, and a second one
+    try:
+        mc.create_veth(name, name + "p", here.a)  # both ends in this one
+    except OSError as exc:
+        mc.skip(f"cannot create a veth pair: {exc.strerror}")
+    mc.bring_up("lo")
+    mc.add_ipv4(name, "10.0.0.1", 24, "10.0.0.255")
+    mc.bring_up(name)
+    mc.bring_up(name + "p")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("block")
     parser.add_argument("source")
     parser.add_argument("--activate")
     parser.add_argument("--tun")
+    parser.add_argument("--veth")
     args = parser.parse_args()
     if args.activate:
         activate(args.activate)
     if args.tun:
         tun_traffic(args.tun)
+    if args.veth:
+        veth(args.veth)
     text = Path(args.block).read_text(encoding="utf-8")
     code = compile(text, args.source, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     namespace = {"__name__": "__main__", "trio": trio, "pt": pt}

@@ -14,6 +14,7 @@ Platform markers (registered below, applied by ``pytest_collection_modifyitems``
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import socket
@@ -150,3 +151,13 @@ needs_ipv6 = pytest.mark.skipif(
 )
 linux_only = pytest.mark.linux_only(reason="abstract socket names are Linux-only")
 posix_only = pytest.mark.posix_only(reason="POSIX-only transport (local://, fifo://)")
+
+
+class NoReaderLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop without add_reader/add_writer, as Windows' default
+    ProactorEventLoop: anyio code on it watches sockets from a thread."""
+
+    add_reader = asyncio.AbstractEventLoop.add_reader
+    add_writer = asyncio.AbstractEventLoop.add_writer
+    remove_reader = asyncio.AbstractEventLoop.remove_reader
+    remove_writer = asyncio.AbstractEventLoop.remove_writer

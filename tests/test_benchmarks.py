@@ -71,3 +71,22 @@ def test_runner_rejects_unknown_names() -> None:
     )
     assert result.returncode == 2
     assert "unknown benchmark" in result.stderr
+
+
+@pytest.mark.linux_only(reason="the workers benchmark reads /proc and uses epoll")
+def test_workers_benchmark_smoke() -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "workers"),
+            *("--rounds", "1", "--scale", "0.1"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "| workers |" in line]
+    assert len(rows) == 6, result.stdout
+    assert "2 workers, reuseport" in rows[0] and "1 worker" in rows[0]

@@ -97,7 +97,7 @@ def _platform(block: Block) -> Any:
 
 def _program(block: Block, tmp_path: Path, source: str | None = None) -> Path:
     """The block as a file whose line numbers are the Markdown file's."""
-    text = (source or block.source).replace("/tmp/", f"{tmp_path}/")
+    text = (source or block.source).replace("/tmp/", f"{tmp_path.as_posix()}/")
     program = tmp_path / "block.py"
     program.write_text("\n" * (block.line - 1) + text, encoding="utf-8")
     return program
@@ -282,6 +282,51 @@ def tun_example(block: Block, tmp_path: Path) -> None:
         proc.stop(signal.SIGKILL)
 
 
+def workers_example(block: Block, tmp_path: Path) -> None:
+    """Run as the script it is: the workers load it by its path (as their
+    ``__main__`` module), which a block run through _doc_block.py is not."""
+    if sys.platform == "win32":
+        pytest.skip("worker processes are POSIX-only")
+    result = subprocess.run(
+        [sys.executable, str(_program(block, tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env(),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 16, lines
+    pids = set()
+    for line in lines:
+        match = re.fullmatch(r"served by pid (\d+)", line)
+        assert match, line
+        pids.add(int(match[1]))
+    if sys.platform.startswith("linux"):  # the kernel balances SO_REUSEPORT
+        assert len(pids) > 1, pids
+
+
+def multicast_example(block: Block, tmp_path: Path) -> None:
+    """In a private network namespace with a veth pair eth0/eth0p, which
+    _doc_block.py --veth creates (Linux; skipped where not allowed)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("network namespaces are Linux-only")
+    program = _program(block, tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(RUNNER), str(program), block.name, "--veth", "eth0"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env(),
+        cwd=tmp_path,
+    )
+    if result.returncode == SKIP:
+        pytest.skip(result.stdout.strip())
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"b'hello, group' udp4://10\.0\.0\.1:\d+\n", result.stdout)
+
+
 # -- docs/http.md: httpx against tests/_http_server.py's h11 server -----------------
 
 
@@ -365,6 +410,8 @@ RUNNERS: dict[str, Callable[[Block, Path], None]] = {
     "socket-activation": socket_activation,
     "activation-fallback": activation_fallback,
     "tun-example": tun_example,
+    "workers-example": workers_example,
+    "multicast-example": multicast_example,
 }
 
 

@@ -43,7 +43,7 @@ import packeteer_trio as pt
 from packeteer_trio import anyio_compat as pa
 from packeteer_trio._trio._listener import OSListener
 
-from .conftest import has_ipv6_loopback, open_fds
+from .conftest import NoReaderLoop, has_ipv6_loopback, open_fds
 
 LINUX = sys.platform.startswith("linux")
 needs_af_unix = pytest.mark.posix_only(reason="local:// (AF_UNIX) is POSIX-only")
@@ -85,11 +85,12 @@ STREAM_SOCKETS: list[Any] = [
         marks=pytest.mark.skipif(not LINUX, reason="abstract names are Linux-only"),
     ),
 ]
+UDP4 = pytest.param(lambda tmp: "udp4://127.0.0.1:0", id="udp4")
 SCHEMES = [
     *STREAM_SOCKETS,
     pytest.param(lambda tmp: "anon://", id="anon"),
     pytest.param(lambda tmp: f"fifo://{tmp}/f{_unique()}", id="fifo", marks=needs_fifo),
-    pytest.param(lambda tmp: "udp4://127.0.0.1:0", id="udp4"),
+    UDP4,
     pytest.param(
         lambda tmp: f"local://{tmp}/d{_unique()}?behaviour=datagram",
         id="local_datagram",
@@ -424,6 +425,35 @@ async def test_fd_hygiene_anyio(
     anyio_backend: Any,
     request: pytest.FixtureRequest,
 ) -> None:
+    await _anyio_fd_hygiene(make_url, tmp_path, f"anyio/{anyio_backend}", request)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("asyncio", {"loop_factory": NoReaderLoop}), id="asyncio")],
+)
+@pytest.mark.parametrize(
+    "make_url", [p for p in STREAM_SOCKETS if p.id in ("tcp4", "tcp6")] + [UDP4]
+)
+async def test_fd_hygiene_anyio_selector_thread(
+    make_url: UrlMaker,
+    tmp_path: Path,
+    anyio_backend: Any,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The anyio face on an asyncio loop without add_reader, as Windows'
+    proactor loop, on every platform: sockets are watched from a selector
+    thread. anyio's own thread lost wakeups here (a wait hung when a
+    descriptor number was reused while a select() result was still being
+    handled), and so did this test, on Linux too."""
+    face = "anyio/asyncio, selector thread"
+    await _anyio_fd_hygiene(make_url, tmp_path, face, request)
+
+
+async def _anyio_fd_hygiene(
+    make_url: UrlMaker, tmp_path: Path, face: str, request: pytest.FixtureRequest
+) -> None:
     cycle = ANYIO_CYCLES[_kind(make_url(tmp_path))]
     rng = random.Random(request.node.name)
     outcomes = {"completed": 0, "cancelled": 0}
@@ -447,7 +477,7 @@ async def test_fd_hygiene_anyio(
         after = open_fds()
     _figure(
         "fd hygiene",
-        f"anyio/{anyio_backend}",
+        face,
         request.node.callspec.id,
         before,
         after,

@@ -4,7 +4,9 @@ Objects look the backend up once, when they are made: the hot paths then call
 plain functions instead of asking anyio which event loop runs on every call.
 Under anyio's trio backend those are trio's own ``trio.lowlevel`` functions
 (cheaper than going through anyio, and the reason the lean loop beats
-anyio's own trio streams); under asyncio they are anyio's.
+anyio's own trio streams); under asyncio they are anyio's, except the
+readiness waits on a loop without ``add_reader`` (Windows' proactor loop),
+which are :mod:`.._selector_thread`'s (anyio's own lose wakeups there).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import anyio.abc
 import anyio.lowlevel
 import trio
 
+from .. import _selector_thread
 from .._io import Face
 from .._url import URL
 
@@ -90,9 +93,20 @@ ANYIO = Backend(
 )
 
 
+ANYIO_SELECTOR_THREAD = dataclasses.replace(
+    ANYIO,
+    wait_readable=_selector_thread.wait_readable,
+    wait_writable=_selector_thread.wait_writable,
+    notify_closing=_selector_thread.notify_closing,
+)
+
+
 def current_backend() -> Backend:
-    """TRIO when anyio runs on trio, else ANYIO (asyncio, with or without uvloop)."""
-    return TRIO if trio.lowlevel.in_trio_task() else ANYIO
+    """TRIO when anyio runs on trio, else ANYIO (asyncio, with or without
+    uvloop), or ANYIO_SELECTOR_THREAD on an asyncio loop without add_reader."""
+    if trio.lowlevel.in_trio_task():
+        return TRIO
+    return ANYIO_SELECTOR_THREAD if _selector_thread.needed() else ANYIO
 
 
 def _anyio_sockaddr(address: Any) -> Any:

@@ -17,8 +17,11 @@ import sys
 class Log:
     """stderr messages at three levels: ``always``, ``info``, ``detail``."""
 
-    def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
+    def __init__(
+        self, *, quiet: bool = False, verbose: bool = False, prefix: str = ""
+    ) -> None:
         self.quiet, self.verbose = quiet, verbose
+        self.prefix = prefix  # "worker 2: " in echo's worker processes
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> Log:
@@ -27,9 +30,8 @@ class Log:
             verbose=getattr(args, "verbose", False),
         )
 
-    @staticmethod
-    def always(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    def always(self, message: str) -> None:
+        print(self.prefix + message, file=sys.stderr, flush=True)
 
     def info(self, message: str) -> None:
         """Shown unless ``-q``."""

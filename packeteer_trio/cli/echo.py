@@ -3,7 +3,9 @@
 It always prints ``listening on URL`` (the bound address, real port included)
 on stderr first, so scripts can start it on port 0 and read where it is.
 Streams: one task per connection, an end of file answered with an end of
-file. Datagrams: each one goes back to its sender.
+file. Datagrams: each one goes back to its sender. ``--workers N`` serves
+from N processes (``packeteer_trio.workers``), whose lines start with
+``worker I (pid P):``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import os
+import sys
 from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
 import packeteer_trio as pt
+from packeteer_trio import workers
 
-from ._args import url_arg
-from ._errors import describe, runtime_error
-from ._exit import EXIT_OK
-from ._log import Log
+from ._args import COUNT, url_arg
+from ._errors import UsageError, describe, runtime_error
+from ._exit import EXIT_FAILURE, EXIT_OK
+from ._log import Log, log_one_line
 from ._stdio import StdoutSink
 from ._streams import can_send, can_send_eof, connect_reply, local_name, peer_name
 from ._urls import is_datagram
@@ -58,13 +63,36 @@ def add_parser(subparsers: Subparsers) -> None:
         "instead of back on the same one: for one-way schemes, e.g. "
         "'echo fifo:///tmp/in --reply fifo:///tmp/out'",
     )
+    parser.add_argument(
+        "--workers",
+        type=COUNT,
+        metavar="N",
+        help="serve from N worker processes (POSIX), restarted if they die: "
+        "with ?reuseport=1 (tcp, udp) each binds its own socket, else they "
+        "share one bound here",
+    )
     parser.set_defaults(run=run, interrupt_code=EXIT_OK)
 
 
 async def run(args: argparse.Namespace) -> int:
     log = Log.of(args)
+    if args.workers is not None:
+        return await supervise(args, log)
+    await serve_echo(args, log)
+    return EXIT_OK
+
+
+async def serve_echo(
+    args: argparse.Namespace,
+    log: Log,
+    *,
+    announce: bool = True,
+    task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The echo server on ``args.url``, until cancelled."""
     if is_datagram(args.url):
-        return await echo_datagrams(args.url, log)
+        await echo_datagrams(args.url, log, announce=announce, task_status=task_status)
+        return
     numbers = itertools.count(1)
     stdout = StdoutSink()
 
@@ -73,8 +101,61 @@ async def run(args: argparse.Namespace) -> int:
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(pt.serve, args.url, handler))
-        log.always(f"listening on {listeners[0].url}")
+        if announce:
+            log.always(f"listening on {listeners[0].url}")
+        task_status.started(listeners)
+
+
+# -- --workers N ------------------------------------------------------------------
+
+
+async def supervise(args: argparse.Namespace, log: Log) -> int:
+    """``--workers N``: this process supervises N processes that echo."""
+    if sys.platform == "win32":
+        raise UsageError("--workers needs POSIX (descriptor passing)")
+    reply = None if args.reply is None else str(args.reply)
+    run = partial(
+        workers.run,
+        serve_worker,
+        args.url,
+        args.workers,
+        args=[args.quiet, args.verbose, reply],
+    )
+    async with trio.open_nursery() as nursery:
+        supervisor: workers.Supervisor = await nursery.start(run)
+        log.always(f"listening on {supervisor.urls[0]}")
+        pids = ", ".join(str(pid) for pid in supervisor.pids)
+        log.info(f"{args.workers} workers: pid {pids}")
     return EXIT_OK
+
+
+async def serve_worker(
+    url: pt.URL,
+    quiet: bool,
+    verbose: bool,
+    reply: str | None,
+    *,
+    task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """One worker process of ``echo --workers``: the echo server on *url*
+    (its own socket, or the shared ``fd://listen/…``); its lines name it."""
+    name = f"worker {os.environ.get(workers.ENV_INDEX, '?')}"
+    log_one_line(f"packeteer echo: {name}")
+    log = Log(quiet=quiet, verbose=verbose, prefix=f"{name} (pid {os.getpid()}): ")
+    args = argparse.Namespace(
+        url=url,
+        quiet=quiet,
+        verbose=verbose,
+        reply=None if reply is None else pt.URL.parse(reply),
+    )
+    try:
+        await serve_echo(args, log, announce=False, task_status=task_status)
+    except BaseException as exc:
+        error = runtime_error(exc)
+        if error is None:
+            raise
+        log.always(f"error: {describe(error)}")  # one line, no traceback
+        raise SystemExit(EXIT_FAILURE) from None
 
 
 async def echo_stream(
@@ -175,13 +256,21 @@ class _Sender:
     nbytes: int = 0
 
 
-async def echo_datagrams(url: pt.URL, log: Log) -> int:
+async def echo_datagrams(
+    url: pt.URL,
+    log: Log,
+    *,
+    announce: bool = True,
+    task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
+) -> int:
     """Answer every datagram to its sender, until interrupted."""
     sock = await pt.open_datagram(url)
     senders: dict[pt.URL, _Sender] = {}
     try:
         async with sock:
-            log.always(f"listening on {sock.url}")
+            if announce:
+                log.always(f"listening on {sock.url}")
+            task_status.started(sock)
             while True:
                 try:
                     batch = await sock.receive_many()

@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 
+from .. import _selector_thread
 from .._endpoints import Lookup, Resolve, SendToPeer, SockAddr
 from .._errors import InvalidURL, with_url
 from .._sockinfo import sockaddr_host
@@ -196,7 +197,10 @@ async def connect_socket(sock: socket.socket, sockaddr: InetAddr) -> None:
             if interrupted and exc.errno == errno.EISCONN:
                 return  # the interrupted attempt completed meanwhile
             raise
-        await anyio.wait_writable(sock)
+        if _selector_thread.needed():  # asyncio without add_reader (Windows)
+            await _selector_thread.wait_writable(sock.fileno())
+        else:
+            await anyio.wait_writable(sock)
         error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if error:
             raise OSError(error, os.strerror(error))

@@ -12,6 +12,7 @@ import socket
 import sys
 
 import packeteer_trio.schemes._inet as _inet
+import packeteer_trio.schemes._sockopts as _sockopts
 
 from .._accept import MAX_BACKLOG
 from .._endpoints import StreamEndpoint
@@ -46,6 +47,7 @@ def _bind_all(
     socks: list[socket.socket] = []
     unsupported: OSError | None = None
     port = url.port or 0
+    reuseport = _sockopts.wants_reuseport(url)
     try:
         for family, sockaddr in addresses:
             try:
@@ -63,6 +65,8 @@ def _bind_all(
                 # the same port while we listen (trio leaves it off there too;
                 # Windows rebinds after TIME_WAIT by default).
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuseport:
+                _sockopts.set_reuseport(sock)
             if family == socket.AF_INET6:
                 # One socket per family, as trio does: no v4-mapped surprises.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -100,6 +104,15 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
     return SocketListenerEndpoint(socks, bound, configure=_inet.configure_tcp)
 
 
-register(Scheme("tcp", _inet.make_validator("tcp"), connect=connect, listen=listen))
-register(Scheme("tcp4", _inet.make_validator("tcp"), connect=connect, listen=listen))
-register(Scheme("tcp6", _inet.make_validator("tcp"), connect=connect, listen=listen))
+_inet_rules = _inet.make_validator("tcp")
+
+
+def _validate(url: URL, text: str) -> URL:
+    url = _inet_rules(url, text)
+    _sockopts.check(url, text)  # ?reuseport=
+    return url
+
+
+register(Scheme("tcp", _validate, connect=connect, listen=listen))
+register(Scheme("tcp4", _validate, connect=connect, listen=listen))
+register(Scheme("tcp6", _validate, connect=connect, listen=listen))

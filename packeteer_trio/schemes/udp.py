@@ -17,6 +17,8 @@ from __future__ import annotations
 import socket
 
 import packeteer_trio.schemes._inet as _inet
+import packeteer_trio.schemes._multicast as _multicast
+import packeteer_trio.schemes._sockopts as _sockopts
 
 from .._endpoints import DatagramEndpoint
 from .._errors import InvalidURL, with_url
@@ -47,14 +49,23 @@ def _new_socket(url: URL, family: int, action: str) -> socket.socket:
 
 
 async def open_datagram(url: URL) -> DatagramEndpoint:
-    family, sockaddr = (await _inet.resolve(url, socket.SOCK_DGRAM, passive=True))[0]
+    options = _multicast.parse(url, str(url))
+    where = url
+    if not url.host and options.family is not None:
+        # The wildcard of the groups' family (udp://:5000?join=ff05::1).
+        where = url.replace(host=_multicast.WILDCARD[options.family])
+    family, sockaddr = (await _inet.resolve(where, socket.SOCK_DGRAM, passive=True))[0]
     sock = _new_socket(url, family, "bind")
     try:
-        sock.bind(sockaddr)
-        bound = _inet.url_for("udp", family, sock.getsockname())
-    except OSError as exc:
-        sock.close()
-        raise with_url(exc, url, "bind") from exc
+        _multicast.before_bind(sock, url, options)  # its errors name the URL
+        try:
+            if _sockopts.wants_reuseport(url):
+                _sockopts.set_reuseport(sock)
+            sock.bind(sockaddr)
+            bound = _inet.url_for("udp", family, sock.getsockname())
+        except OSError as exc:
+            raise with_url(exc, url, "bind") from exc
+        _multicast.join(sock, url, options)
     except BaseException:
         sock.close()
         raise
@@ -76,9 +87,16 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
                 f"{url}: no address of the same IP family as local={local}"
             )
         family, peer, local_address = pairs[0]
+    options = _multicast.parse(url, str(url))
+    if options.groups:
+        raise InvalidURL(
+            f"{url}: join= is for open_datagram(): a connected socket gets "
+            "datagrams from its peer only"
+        )
     action = "connect"
     sock = _new_socket(url, family, action)
     try:
+        _multicast.configure_sender(sock, url, options)
         if local_address is not None:
             action = f"bind to local={local}"
             sock.bind(local_address)
@@ -94,11 +112,20 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
     return DatagramEndpoint(sock=sock, url=peer_url)
 
 
+_inet_rules = _inet.make_validator("udp")
+
+
+def _validate(url: URL, text: str) -> URL:
+    url = _inet_rules(url, text)
+    _sockopts.check(url, text)  # ?reuseport=
+    return _multicast.check(url, text)  # ?join= ?iface= ?ttl= ?loop= ?broadcast=
+
+
 for _name in ("udp", "udp4", "udp6"):
     register(
         Scheme(
             _name,
-            _inet.make_validator("udp"),
+            _validate,
             open_datagram=open_datagram,
             connect_datagram=connect_datagram,
         )
