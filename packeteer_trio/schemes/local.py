@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import anyio
 
+import packeteer_trio.schemes._takeover as _takeover
+
 from .._accept import MAX_BACKLOG
 from .._endpoints import DatagramEndpoint, StreamEndpoint
 from .._errors import InvalidURL, UnsupportedScheme, with_url
@@ -94,6 +96,7 @@ def validate(url: URL, text: str) -> URL:
                 f"{text!r}: padded=1 applies only to abstract names (local:///%00name)"
             )
     check_options(url, text)
+    _takeover.check_option(url, text)
     return url
 
 
@@ -238,6 +241,8 @@ def bind(url: URL, sock: socket.socket) -> Callable[[], None] | None:
         sock.bind(address)
         return None
     refuse_symlinks(url, address, final=False)
+    if _takeover.requested(url):
+        return _takeover.bind_over(url, sock)
     clear_stale_socket(url, sock.type)
     mode = file_mode(url)
     if mode is None:
