@@ -514,6 +514,7 @@ async def test_closed_resource(kind: str, tmp_path: Path) -> None:
 @pytest.fixture
 async def tcp_listener() -> AsyncIterator[pa.Listener]:
     async with await pa.listen("tcp4://127.0.0.1:0", backlog=1024) as listener:
+        assert isinstance(listener, pa.Listener)
         yield listener
 
 
