@@ -1,7 +1,7 @@
 """packeteer_trio: one socket-like API for every kind of inter-process I/O.
 
 Pick the transport by URL (``tcp://``, ``udp://``, ``local://``, ``fifo://``,
-``anon://``, ``pipe://``, ``tun://``, ``tap://``) and get a real trio Stream,
+``anon://``, ``pipe://``, ``tun://``, ``tap://``, ``inproc://``) and get a real trio Stream,
 Listener or Channel.
 """
 
@@ -22,6 +22,12 @@ from ._extend import (
     unregister_scheme,
 )
 from ._trio._abc import DatagramChannel, DatagramSocket, Listener, Stream
+from ._trio._inproc import (
+    InprocDatagramChannel,
+    InprocDatagramSocket,
+    InprocListener,
+    InprocStream,
+)
 from ._trio._packet import PacketChannel
 from ._trio._stream import PipeStream, SocketStream
 from ._trio._wrapped import (
@@ -47,6 +53,10 @@ __all__ = [
     "DatagramSchemeFactory",
     "DatagramSocket",
     "Events",
+    "InprocDatagramChannel",
+    "InprocDatagramSocket",
+    "InprocListener",
+    "InprocStream",
     "InvalidURL",
     "Listener",
     "PacketChannel",
