@@ -158,6 +158,11 @@ _NO_SIGNATURE = {
     "packeteer_trio.anyio_compat.DatagramChannel",
     "packeteer_trio.anyio_compat.PacketChannel",
     "packeteer_trio.http.NetworkStream",
+    *(
+        f"packeteer_trio{face}.Inproc{kind}"
+        for face in ("", ".anyio_compat")
+        for kind in ("Stream", "Listener", "DatagramSocket", "DatagramChannel")
+    ),
 }
 
 

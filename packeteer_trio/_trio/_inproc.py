@@ -99,7 +99,7 @@ class InprocDatagramSocket(_NoSocket, InprocBoundIO, DatagramSocket):
     """A named datagram end from ``open_datagram("inproc://NAME?behaviour=datagram")``.
 
     Senders are URLs (``inproc://~3?behaviour=datagram``) to pass back to
-    :meth:`send_to`. A full receiver (256 datagrams queued) makes senders
+    ``send_to``. A full receiver (256 datagrams queued) makes senders
     wait, as an AF_UNIX datagram socket does; nothing is dropped.
     """
 
