@@ -293,3 +293,22 @@ async def _anyio_pair() -> tuple[anyio.abc.ByteStream, anyio.abc.ByteStream]:
     async with await pa.listen("inproc://anyio-pair") as listener:
         client = await pa.connect("inproc://anyio-pair")
         return client, await listener.accept()
+
+
+@pytest.mark.trio
+async def test_receive_into_and_half_close() -> None:
+    client, server = await pair()
+    async with client, server:
+        await client.send_all(b"0123456789")
+        await client.send_eof()
+        buffer = bytearray(4)
+        assert await server.receive_into(buffer) == 4 and buffer == b"0123"
+        view = memoryview(bytearray(16))
+        assert await server.receive_into(view) == 6
+        assert bytes(view[:6]) == b"456789"
+        assert await server.receive_into(buffer) == 0  # end of file
+        with pytest.raises(trio.ClosedResourceError, match="send_eof"):
+            await client.send_all(b"after eof")
+        await server.send_all(b"the other way still works")
+        assert await client.receive_some() == b"the other way still works"
+        buffer.extend(b"resizable again")  # no view of ours is left on it
