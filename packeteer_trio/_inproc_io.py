@@ -264,10 +264,14 @@ class InprocDatagramIO(InprocHooks):
 
     _noun = "datagram socket"
     _datagram: InprocDatagramEnd
+    # The waker of our send waiting for room in someone else's mailbox, which
+    # our own close must set too.
+    _sending: Event | None
 
     def _init_datagram(self, end: InprocDatagramEnd, face: Face, new: NewWaker) -> None:
         self._init_inproc(end.url, face, new)
         self._datagram = end
+        self._sending = None
 
     def _target(self, address: str | URL) -> Mailbox:
         url = address if isinstance(address, URL) else URL.parse(address)
@@ -304,9 +308,12 @@ class InprocDatagramIO(InprocHooks):
                 mailbox.queue.append((bytes(data), own.url))
                 mailbox.wake_reader()
                 return waited
-            waker = self._new_waker()
+            waker = self._sending = self._new_waker()
             mailbox.senders.append(waker)
-            await waker.wait()
+            try:
+                await waker.wait()
+            finally:
+                self._sending = None
             waited = True
 
     def _take(self, max_size: int | None) -> tuple[bytes, URL]:
@@ -345,6 +352,8 @@ class InprocDatagramIO(InprocHooks):
         if not self._closed:
             self._closed = True
             self._datagram.close()
+            if self._sending is not None:
+                self._sending.set()
         await self._checkpoint()
 
     @property

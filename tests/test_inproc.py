@@ -312,3 +312,23 @@ async def test_receive_into_and_half_close() -> None:
         await server.send_all(b"the other way still works")
         assert await client.receive_some() == b"the other way still works"
         buffer.extend(b"resizable again")  # no view of ours is left on it
+
+
+@pytest.mark.trio
+async def test_closing_wakes_a_send_waiting_for_room() -> None:
+    async with await pt.open_datagram("inproc://full" + DGRAM) as receiver:
+        sender = await pt.open_datagram("inproc://sender" + DGRAM)
+        await sender.send_many([(b"x", receiver.url)] * DATAGRAM_QUEUE)
+
+        async def blocked() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await sender.send_to(b"no room", receiver.url)
+
+        with trio.fail_after(10):  # without the wakeup: stuck, not failed
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(blocked)
+                await trio.testing.wait_all_tasks_blocked()
+                await sender.aclose()
+        assert len(await receiver.receive_many(max_count=DATAGRAM_QUEUE + 1)) == (
+            DATAGRAM_QUEUE
+        )
