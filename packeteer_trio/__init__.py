@@ -1,8 +1,8 @@
 """packeteer_trio: one socket-like API for every kind of inter-process I/O.
 
 Pick the transport by URL (``tcp://``, ``udp://``, ``local://``, ``fifo://``,
-``anon://``, ``pipe://``, ``tun://``, ``tap://``, ``inproc://``) and get a real trio Stream,
-Listener or Channel.
+``anon://``, ``pipe://``, ``tun://``, ``tap://``, ``inproc://``) and get a
+real trio Stream, Listener or Channel.
 """
 
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
