@@ -15,13 +15,28 @@ from contextlib import asynccontextmanager
 import trio
 import trio.testing
 
+import packeteer_trio as pt
+
 from ._common import Config, Row, measure, rows_from
 from ._loops import OpenDuplex, bulk, close_all, ping_pong, run_trio
-from .streams import ours
 
 BULK_BYTES = 256 * 1024 * 1024
 ROUND_TRIPS = 10_000
 INPROC, TCP, MEMORY = "inproc://", "tcp://", "trio memory_stream_pair"
+
+
+def ours(url: str) -> OpenDuplex:
+    @asynccontextmanager
+    async def open_duplex() -> AsyncIterator[tuple[trio.abc.Stream, trio.abc.Stream]]:
+        listener = await pt.listen(url)
+        client = await pt.connect(listener.url)
+        server = await listener.accept()
+        try:
+            yield client, server
+        finally:
+            await close_all(client, server, listener)
+
+    return open_duplex
 
 
 def memory_pair() -> OpenDuplex:

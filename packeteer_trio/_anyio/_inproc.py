@@ -20,10 +20,9 @@ import anyio.abc
 import trio
 
 from .._inproc import InprocDatagramEnd, InprocListenerEnd, InprocStreamEnd
+from .._inproc_datagram_io import InprocBoundIO, InprocConnectedIO
 from .._inproc_io import (
     Data,
-    InprocBoundIO,
-    InprocConnectedIO,
     InprocListenerIO,
     InprocStreamIO,
     NewWaker,

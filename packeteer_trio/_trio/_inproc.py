@@ -15,9 +15,8 @@ from typing import NoReturn, final
 import trio
 
 from .._inproc import InprocDatagramEnd, InprocListenerEnd, InprocStreamEnd
+from .._inproc_datagram_io import InprocBoundIO, InprocConnectedIO
 from .._inproc_io import (
-    InprocBoundIO,
-    InprocConnectedIO,
     InprocListenerIO,
     InprocStreamIO,
     no_descriptor,
