@@ -167,7 +167,6 @@ def test_the_walk_finds_both_faces() -> None:
         "LeanSocketStream",
         "LeanUNIXSocketStream",
         "WrappedSocketStream",
-        "WrappedUNIXSocketStream",
         "URLConnectable",
     ):
         assert expected in names, expected

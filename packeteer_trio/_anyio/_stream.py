@@ -3,10 +3,10 @@
 Which class moves the bytes depends on the backend (measured, see the
 "anyio on asyncio and uvloop" section of ``benchmarks/README.md``):
 
-- sockets under asyncio: anyio's own stream, made with ``from_socket`` from
-  the socket the scheme already connected (transports are the fast path
-  there), behind a thin shell that adds the URL;
-- sockets under trio, and pipes everywhere: the lean loops of
+- IP sockets under asyncio: anyio's own stream, made with ``from_socket``
+  from the socket the scheme already connected (transports are the fast
+  path there), behind a thin shell that adds the URL;
+- IP sockets under trio, AF_UNIX sockets and pipes everywhere: the lean loops of
   :mod:`.._fdio` (shared with the trio face) with anyio's waits bound in,
   keeping trio's checkpoint sandwich: cancellation never arrives after bytes
   left the kernel.
@@ -14,11 +14,8 @@ Which class moves the bytes depends on the backend (measured, see the
 
 from __future__ import annotations
 
-import array
 import socket
-import sys
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
-from io import IOBase
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, final
 
 import anyio
@@ -26,7 +23,8 @@ import anyio.abc
 
 from .._endpoints import StreamEndpoint
 from .._errors import PacketeerError
-from .._fdio import FIRST_PAUSE, PipeIO, SocketIO
+from .._fdio import PipeIO, SocketIO
+from .._fdpass import StreamFdPassing
 from .._io import FaceHooks
 from .._url import URL
 from ._backend import Backend, PacketeerAttribute, current_backend
@@ -81,76 +79,18 @@ class LeanSocketStream(_LeanSocket, anyio.abc.SocketStream):
 
 
 @final
-class LeanUNIXSocketStream(_LeanSocket, anyio.abc.UNIXSocketStream):
-    """A connected AF_UNIX socket moved by a lean loop; passes descriptors too."""
+class LeanUNIXSocketStream(_LeanSocket, StreamFdPassing, anyio.abc.UNIXSocketStream):
+    """A connected AF_UNIX socket moved by the lean loop (both backends).
+
+    Passes descriptors with :mod:`.._fdpass` (shared with the trio face):
+    anyio's signatures, and no received descriptor is ever leaked.
+    """
+
+    _end_of_stream = anyio.EndOfStream
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return {**super().extra_attributes, PacketeerAttribute.url: lambda: self.url}
-
-    async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
-        if sys.platform == "win32":  # pragma: no cover - CPython has no AF_UNIX there
-            raise _no_af_unix(self.url)
-        if not message:
-            raise ValueError("message must not be empty")
-        if not fds:
-            raise ValueError("fds must not be empty")
-        filenos = [fd if isinstance(fd, int) else fd.fileno() for fd in fds]
-        ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", filenos))]
-        with self._send_conflict:
-            await self._checkpoint()
-            if self._closed or self._did_shutdown:
-                raise self._closed_error()
-            with memoryview(message) as view:
-                sent, pause = 0, FIRST_PAUSE
-                while sent < len(view):
-                    try:
-                        sent += self._sock.sendmsg([view[sent:]], ancdata)
-                    except BlockingIOError:
-                        await self._wait_writable(self._fd)
-                        continue
-                    except OSError as exc:  # ENOMEM, ENOBUFS: pause and retry
-                        pause = await self._pause_for_memory(exc, pause)
-                        continue
-                    ancdata = []  # the descriptors went with the first write
-
-    async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
-        if sys.platform == "win32":  # pragma: no cover - CPython has no AF_UNIX there
-            raise _no_af_unix(self.url)
-        if not isinstance(msglen, int) or msglen < 0:
-            raise ValueError("msglen must be a non-negative integer")
-        if not isinstance(maxfds, int) or maxfds < 1:
-            raise ValueError("maxfds must be a positive integer")
-        fds = array.array("i")
-        with self._receive_conflict:
-            await self._checkpoint()
-            if self._closed:
-                raise self._closed_error()
-            pause = FIRST_PAUSE
-            while True:
-                try:
-                    message, ancdata, _, _ = self._sock.recvmsg(
-                        msglen, socket.CMSG_LEN(maxfds * fds.itemsize)
-                    )
-                    break
-                except BlockingIOError:
-                    await self._wait_readable(self._fd)
-                except OSError as exc:  # ENOMEM, ENOBUFS: pause and retry
-                    pause = await self._pause_for_memory(exc, pause)
-        if not message and not ancdata:
-            raise anyio.EndOfStream
-        for level, kind, data in ancdata:
-            if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
-                raise RuntimeError(
-                    f"{self.url}: unexpected ancillary data (level {level}, "
-                    f"type {kind}) with message {message!r}"
-                )
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-        return message, list(fds)
-
-
-def _no_af_unix(url: URL) -> PacketeerError:
-    return PacketeerError(f"{url}: descriptors pass only over AF_UNIX (POSIX)")
 
 
 class _Shell:
@@ -223,25 +163,6 @@ class WrappedSocketStream(_Shell, anyio.abc.SocketStream):
 
 
 @final
-class WrappedUNIXSocketStream(_Shell, anyio.abc.UNIXSocketStream):
-    """anyio's own AF_UNIX stream (asyncio), plus the URL."""
-
-    _inner: anyio.abc.UNIXSocketStream
-
-    def __init__(
-        self, inner: anyio.abc.UNIXSocketStream, endpoint: StreamEndpoint
-    ) -> None:
-        super().__init__(inner, endpoint)
-        vars(self).update(send_fds=inner.send_fds, receive_fds=inner.receive_fds)
-
-    async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
-        await self._inner.send_fds(message, fds)
-
-    async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
-        return await self._inner.receive_fds(msglen, maxfds)
-
-
-@final
 class PipeStream(PipeIO, _Lean, anyio.abc.ByteStream):
     """A byte stream over one or two pipe descriptors (anon, fifo, unnamed local).
 
@@ -277,21 +198,19 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
             )
         if sock is None:
             return PipeStream(endpoint, backend)
-        unix = sock.family == getattr(socket, "AF_UNIX", None)
+        if sock.family == getattr(socket, "AF_UNIX", None):
+            # anyio's own asyncio UNIX stream waits with add_reader as this
+            # one does (no transport to gain from), and would leak received
+            # descriptors on MSG_CTRUNC: ours on every backend.
+            return LeanUNIXSocketStream(endpoint, backend)
         if backend.is_trio:
-            if unix:
-                return LeanUNIXSocketStream(endpoint, backend)
             return LeanSocketStream(endpoint, backend)
         # Shielded: the connection is made (maybe accepted from a client that
         # is waiting for us); building the transport takes one loop turn.
         wrapped: anyio.abc.SocketStream | None = None
         with anyio.CancelScope(shield=True):
-            if unix:
-                inner_unix = await anyio.abc.UNIXSocketStream.from_socket(sock)
-                wrapped = WrappedUNIXSocketStream(inner_unix, endpoint)
-            else:
-                inner = await anyio.abc.SocketStream.from_socket(sock)
-                wrapped = WrappedSocketStream(inner, endpoint)
+            inner = await anyio.abc.SocketStream.from_socket(sock)
+            wrapped = WrappedSocketStream(inner, endpoint)
         assert wrapped is not None
         return wrapped
     except BaseException:

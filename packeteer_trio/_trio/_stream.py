@@ -12,6 +12,7 @@ from typing import final
 
 from .._endpoints import StreamEndpoint
 from .._fdio import DEFAULT_RECEIVE_SIZE, PipeIO, SocketIO
+from .._fdpass import StreamFdPassing
 from .._io import FaceHooks, FdHolder
 from .._sockinfo import peer_credentials, socket_url
 from .._url import URL
@@ -35,8 +36,13 @@ def _start(stream: FaceHooks, endpoint: StreamEndpoint) -> None:
 
 
 @final
-class SocketStream(SocketIO, Stream):
-    """A stream over a connected socket (tcp, tcp4, tcp6, local)."""
+class SocketStream(SocketIO, StreamFdPassing, Stream):
+    """A stream over a connected socket (tcp, tcp4, tcp6, local).
+
+    On ``local://`` it passes descriptors too: ``send_fds(message, fds)``,
+    ``receive_fds(msglen, maxfds)`` (anyio's signatures; see
+    ``docs/local-ipc.md``).
+    """
 
     def __init__(self, endpoint: StreamEndpoint) -> None:
         _start(self, endpoint)
