@@ -28,6 +28,7 @@ from .._fdpass import StreamFdPassing
 from .._io import FaceHooks
 from .._url import URL
 from ._backend import Backend, PacketeerAttribute, current_backend
+from ._seqpacket import SeqpacketStream
 
 
 class _Lean(FaceHooks):
@@ -198,6 +199,8 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
             )
         if sock is None:
             return PipeStream(endpoint, backend)
+        if sock.type == getattr(socket, "SOCK_SEQPACKET", -1):
+            return SeqpacketStream(endpoint, backend)
         if sock.family == getattr(socket, "AF_UNIX", None):
             # anyio's own asyncio UNIX stream waits with add_reader as this
             # one does (no transport to gain from), and would leak received

@@ -7,6 +7,7 @@ what only trio users see (``split``, addresses, peer credentials).
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import final
 
@@ -18,7 +19,9 @@ from .._sockinfo import peer_credentials, socket_url
 from .._url import URL
 from ._abc import Stream
 from ._face import TRIO
+from ._seqpacket import SeqpacketChannel
 
+_SEQPACKET = getattr(socket, "SOCK_SEQPACKET", -1)
 __all__ = ["DEFAULT_RECEIVE_SIZE", "PipeStream", "SocketStream", "stream_from_endpoint"]
 
 
@@ -131,6 +134,8 @@ class PipeStream(PipeIO, Stream):
 def stream_from_endpoint(endpoint: StreamEndpoint) -> Stream:
     """The trio stream for a raw endpoint; takes ownership of its descriptors."""
     if endpoint.sock is not None:
+        if endpoint.sock.type == _SEQPACKET:
+            return SeqpacketChannel(endpoint)
         return SocketStream(endpoint)
     if sys.platform == "win32" and (  # pragma: no cover
         endpoint.read_handle is not None or endpoint.write_handle is not None
