@@ -25,6 +25,7 @@ from ._endpoints import PEER
 from ._errors import PacketeerError
 from ._fdpass import (
     HAS_CREDENTIALS,
+    SO_PASSCRED,
     Credentials,
     MessageIO,
     check_receive,
@@ -48,7 +49,7 @@ class _DatagramMessages(DatagramCore, MessageIO):
     def _credentialed(self) -> bool:
         if self._passcred is None:
             self._passcred = HAS_CREDENTIALS and bool(
-                self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED)
+                self._sock.getsockopt(socket.SOL_SOCKET, SO_PASSCRED)
             )
         return self._passcred
 

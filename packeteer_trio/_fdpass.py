@@ -27,6 +27,7 @@ import errno
 import os
 import socket
 import struct
+import sys
 from collections.abc import Collection
 from io import IOBase
 from typing import Any, NamedTuple, Protocol
@@ -45,6 +46,7 @@ _SOL_SOCKET = socket.SOL_SOCKET
 _SCM_RIGHTS = getattr(socket, "SCM_RIGHTS", -1)
 _SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", -1)
 _UCRED = struct.Struct("iII")  # Linux's struct ucred: pid, uid, gid
+SO_PASSCRED = getattr(socket, "SO_PASSCRED", -1)
 HAS_CREDENTIALS = hasattr(socket, "SO_PASSCRED") and hasattr(socket, "SCM_CREDENTIALS")
 
 
@@ -93,6 +95,8 @@ def check_receive(msglen: int, maxfds: int) -> None:
 
 def control_size(credentials: bool) -> int:
     """The control buffer: room for ROOM_FDS descriptors (and a ucred)."""
+    if sys.platform == "win32":  # pragma: no cover - no AF_UNIX in CPython there
+        return 0
     size = socket.CMSG_SPACE(ROOM_FDS * _INT)
     if credentials:
         size += socket.CMSG_SPACE(_UCRED.size)
@@ -186,6 +190,8 @@ class MessageIO(SocketAccess, FaceHooks):
         the caller takes none, so any that came are closed, as the kernel
         does for a plain ``recv``.
         """
+        if sys.platform == "win32":  # pragma: no cover - no AF_UNIX in CPython
+            raise not_unix(self.url)
         await self._checkpoint_if_cancelled()
         if self._closed:
             raise self._closed_error()
@@ -233,6 +239,8 @@ class MessageIO(SocketAccess, FaceHooks):
         """Send *message* with the descriptors *numbers* (to *address* if
         given). *whole*: one datagram or record, sent whole or not at all;
         otherwise (a stream) the rest follows without the descriptors."""
+        if sys.platform == "win32":  # pragma: no cover - no AF_UNIX in CPython
+            raise not_unix(self.url)
         ancdata = [(_SOL_SOCKET, _SCM_RIGHTS, numbers)]
         await self._checkpoint_if_cancelled()
         if self._closed or getattr(self, "_did_shutdown", False):

@@ -16,6 +16,7 @@ most *n* bytes, keeping the rest for the next call.
 from __future__ import annotations
 
 import errno
+import operator
 import socket
 from collections.abc import Collection
 from io import IOBase
@@ -119,7 +120,7 @@ class SeqpacketIO(MessageIO):
     async def _receive_one(self, max_size: int | None) -> bytes:
         """One record, whole; OSError(EMSGSIZE) if it is over *max_size*
         (default 256 KiB). End of file raises the face's end-of-channel."""
-        size = DEFAULT_MAX_RECORD if max_size is None else max_size
+        size = DEFAULT_MAX_RECORD if max_size is None else operator.index(max_size)
         if size < 1:
             raise ValueError("max_size must be >= 1")
         data = await self._receive_record(size)
@@ -189,7 +190,7 @@ class SeqpacketIO(MessageIO):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Up to *max_bytes* of the next record (the rest comes next); b""
         at end of file."""
-        size = 65536 if max_bytes is None else max_bytes
+        size = 65536 if max_bytes is None else operator.index(max_bytes)
         if size < 1:
             raise ValueError("max_bytes must be >= 1")
         data = await self._receive_record(max(size, DEFAULT_MAX_RECORD))

@@ -10,7 +10,7 @@ import anyio
 import anyio.abc
 
 from .._endpoints import StreamEndpoint
-from .._seqpacket_io import DEFAULT_MAX_RECORD, SeqpacketIO
+from .._seqpacket_io import SeqpacketIO
 from .._sockinfo import peer_credentials
 from ._backend import Backend, socket_attributes
 
@@ -22,7 +22,7 @@ class SeqpacketStream(SeqpacketIO, anyio.abc.ObjectStream[bytes], anyio.abc.Byte
 
     An :class:`anyio.abc.ObjectStream` of ``bytes`` and (what ``connect()``
     promises) an :class:`anyio.abc.ByteStream` whose ``receive(max_bytes)``
-    never cuts a record: one over *max_bytes* (default 256 KiB) is an
+    never cuts a record: one over *max_bytes* (default 65536, anyio's) is an
     ``OSError(EMSGSIZE)`` and dropped. ``EndOfStream`` once the peer sent
     EOF or closed; ``send_eof()`` ends our direction; ``send_fds`` and
     ``receive_fds`` carry descriptors with a record.
@@ -42,9 +42,7 @@ class SeqpacketStream(SeqpacketIO, anyio.abc.ObjectStream[bytes], anyio.abc.Byte
         """Send one record (not empty: that would read as end of file)."""
         return self._send_record(item)
 
-    def receive(
-        self, max_bytes: int = DEFAULT_MAX_RECORD
-    ) -> Coroutine[Any, Any, bytes]:
+    def receive(self, max_bytes: int = 65536) -> Coroutine[Any, Any, bytes]:
         """One record, whole; OSError(EMSGSIZE) if over *max_bytes*."""
         return self._receive_one(max_bytes)
 
@@ -53,7 +51,7 @@ class SeqpacketStream(SeqpacketIO, anyio.abc.ObjectStream[bytes], anyio.abc.Byte
 
     async def __anext__(self) -> bytes:
         try:
-            return await self._receive_one(None)
+            return await self._receive_one(65536)
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 

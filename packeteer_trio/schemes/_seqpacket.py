@@ -19,6 +19,7 @@ from .._url import URL
 
 HAS_SEQPACKET = hasattr(socket, "SOCK_SEQPACKET") and sys.platform != "darwin"
 HAS_PASSCRED = hasattr(socket, "SO_PASSCRED")
+_SO_PASSCRED = getattr(socket, "SO_PASSCRED", -1)
 NO_SEQPACKET = (
     "SOCK_SEQPACKET over AF_UNIX does not exist on this OS; use "
     "?behaviour=datagram (connect_datagram() gives a Channel[bytes] too) or a "
@@ -63,4 +64,4 @@ def stream_kind(url: URL) -> int:
 def passcred(url: URL, sock: socket.socket) -> None:
     """Set SO_PASSCRED on *sock* (before bind) if the URL asks for it."""
     if url.query.get("passcred") == "1":
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_PASSCRED, 1)
