@@ -42,6 +42,11 @@ from ._url import URL
 class _DatagramMessages(DatagramCore, MessageIO):
     _passcred: bool | None = None
 
+    def _send_failure(self, exc: OSError) -> Exception:
+        # A datagram socket is not broken by one failed send (a destination
+        # nobody is bound at, say): the datagram errors, naming the URL.
+        return self._error(exc, "send_fds")
+
     def _check_unix(self) -> None:
         if self._family != getattr(socket, "AF_UNIX", None):
             raise not_unix(self.url)

@@ -30,10 +30,10 @@ import struct
 import sys
 from collections.abc import Collection
 from io import IOBase
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, final
 
 from ._errors import DescriptorsDropped, PacketeerError
-from ._io import FIRST_PAUSE, FaceHooks, SocketAccess
+from ._io import FIRST_PAUSE, SHORT_OF_MEMORY, FaceHooks, SocketAccess
 from ._url import URL
 
 _INT = array.array("i").itemsize
@@ -50,6 +50,7 @@ SO_PASSCRED = getattr(socket, "SO_PASSCRED", -1)
 HAS_CREDENTIALS = hasattr(socket, "SO_PASSCRED") and hasattr(socket, "SCM_CREDENTIALS")
 
 
+@final
 class Credentials(NamedTuple):
     """Who sent a datagram, as the kernel vouches for it (SCM_CREDENTIALS).
 
@@ -62,10 +63,6 @@ class Credentials(NamedTuple):
     pid: int
     uid: int
     gid: int
-
-
-class FileLike(Protocol):
-    def fileno(self) -> int: ...
 
 
 def filenos(url: URL, fds: Collection[int | IOBase]) -> array.array[int]:
@@ -265,6 +262,8 @@ class MessageIO(SocketAccess, FaceHooks):
                             f"{self.url}: send_fds failed: the message is "
                             f"{len(view)} bytes, too long for one {self._noun}",
                         ) from exc
+                    if exc.errno not in SHORT_OF_MEMORY:
+                        raise self._send_failure(exc) from exc
                     pause = await self._pause_for_memory(exc, pause)
                     waited = True
                     continue
@@ -273,6 +272,10 @@ class MessageIO(SocketAccess, FaceHooks):
                     break
         if not waited:
             await self._cancel_shielded_checkpoint()
+
+    def _send_failure(self, exc: OSError) -> Exception:
+        """What a failed ``sendmsg`` raises: a stream is broken."""
+        return self._broken(exc)
 
 
 class StreamFdPassing(MessageIO):

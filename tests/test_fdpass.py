@@ -411,3 +411,18 @@ def test_passcred_url_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_seqpacket, "HAS_PASSCRED", False)  # macOS, the BSDs
     with pytest.raises(pt.UnsupportedScheme, match="peer_credentials"):
         pt.URL.parse("local:///tmp/x.sock?behaviour=datagram&passcred=1")
+
+
+async def test_a_datagram_to_nowhere_fails_without_breaking_the_socket(
+    face: str, tmp_path: Path
+) -> None:
+    read_fd, write_fd = os.pipe()
+    async with datagram_pair(face, tmp_path) as (bound, channel):
+        with pytest.raises(FileNotFoundError, match="send_fds"):
+            await bound.send_fds_to(b"x", [read_fd], f"local://{tmp_path}/nobody")
+        await bound.send_fds_to(b"ok", [read_fd], f"local://{tmp_path}/c.sock")
+        message, (fd,) = await channel.receive_fds(2, 1)
+        assert message == b"ok"
+        os.close(fd)
+    os.close(read_fd)
+    os.close(write_fd)
