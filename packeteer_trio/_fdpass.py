@@ -7,8 +7,8 @@ a received descriptor is never leaked:
 
 - the control buffer always has room for 253 descriptors (Linux's
   ``SCM_MAX_FD``, the most one ``sendmsg`` may carry) whatever ``maxfds``
-  says, so descriptors beyond ``maxfds`` land with us, not in a kernel
-  that cuts them off (or, on some BSDs, installs them unreported);
+  says, so descriptors beyond ``maxfds`` land with us, to be closed and
+  counted, instead of being cut off unseen;
 - if more than ``maxfds`` came, or the kernel still had to cut
   (``MSG_CTRUNC``), every descriptor of that message is closed and
   :class:`~packeteer_trio.DescriptorsDropped` raised, carrying the message

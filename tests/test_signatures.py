@@ -169,6 +169,7 @@ def test_the_walk_finds_both_faces() -> None:
         "LeanSocketStream",
         "LeanUNIXSocketStream",
         "WrappedSocketStream",
+        "WrappedUNIXSocketStream",
         "SeqpacketChannel",
         "SeqpacketStream",
         "URLConnectable",

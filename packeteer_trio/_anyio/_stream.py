@@ -3,10 +3,11 @@
 Which class moves the bytes depends on the backend (measured, see the
 "anyio on asyncio and uvloop" section of ``benchmarks/README.md``):
 
-- IP sockets under asyncio: anyio's own stream, made with ``from_socket``
-  from the socket the scheme already connected (transports are the fast
-  path there), behind a thin shell that adds the URL;
-- IP sockets under trio, AF_UNIX sockets and pipes everywhere: the lean loops of
+- sockets under asyncio: anyio's own stream, made with ``from_socket`` from
+  the socket the scheme already connected (transports are the fast path
+  there), behind a thin shell that adds the URL (and, for AF_UNIX,
+  descriptor passing from :mod:`.._fdpass`);
+- sockets under trio, and pipes everywhere: the lean loops of
   :mod:`.._fdio` (shared with the trio face) with anyio's waits bound in,
   keeping trio's checkpoint sandwich: cancellation never arrives after bytes
   left the kernel.
@@ -81,7 +82,7 @@ class LeanSocketStream(_LeanSocket, anyio.abc.SocketStream):
 
 @final
 class LeanUNIXSocketStream(_LeanSocket, StreamFdPassing, anyio.abc.UNIXSocketStream):
-    """A connected AF_UNIX socket moved by the lean loop (both backends).
+    """A connected AF_UNIX socket moved by the lean loop (anyio's trio backend).
 
     Passes descriptors with :mod:`.._fdpass` (shared with the trio face):
     anyio's signatures, and no received descriptor is ever leaked.
@@ -164,6 +165,41 @@ class WrappedSocketStream(_Shell, anyio.abc.SocketStream):
 
 
 @final
+class WrappedUNIXSocketStream(_Shell, StreamFdPassing, anyio.abc.UNIXSocketStream):
+    """anyio's own AF_UNIX stream (asyncio), plus the URL; descriptors pass
+    through :mod:`.._fdpass` (anyio's own ``receive_fds`` would leave
+    descriptors beyond *maxfds* to the kernel unreported)."""
+
+    _end_of_stream = anyio.EndOfStream
+
+    def __init__(
+        self,
+        inner: anyio.abc.UNIXSocketStream,
+        endpoint: StreamEndpoint,
+        backend: Backend,
+    ) -> None:
+        super().__init__(inner, endpoint)
+        self._fd = self._sock.fileno()
+        self._closed = False
+        self._bind(backend)
+        # Ours guard send_fds/receive_fds; anyio's guard its send/receive.
+        self._conflicts(backend, "sending to", "receiving from")
+
+    @property
+    def url(self) -> URL:
+        """The URL this stream was opened with, narrowed and resolved."""
+        return self._url
+
+    @url.setter
+    def url(self, value: URL) -> None:  # FaceHooks' url is an attribute
+        self._url = value
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await super().aclose()
+
+
+@final
 class PipeStream(PipeIO, _Lean, anyio.abc.ByteStream):
     """A byte stream over one or two pipe descriptors (anon, fifo, unnamed local).
 
@@ -201,19 +237,21 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
             return PipeStream(endpoint, backend)
         if sock.type == getattr(socket, "SOCK_SEQPACKET", -1):
             return SeqpacketStream(endpoint, backend)
-        if sock.family == getattr(socket, "AF_UNIX", None):
-            # anyio's own asyncio UNIX stream waits with add_reader as this
-            # one does (no transport to gain from), and would leak received
-            # descriptors on MSG_CTRUNC: ours on every backend.
-            return LeanUNIXSocketStream(endpoint, backend)
+        unix = sock.family == getattr(socket, "AF_UNIX", None)
         if backend.is_trio:
+            if unix:
+                return LeanUNIXSocketStream(endpoint, backend)
             return LeanSocketStream(endpoint, backend)
         # Shielded: the connection is made (maybe accepted from a client that
         # is waiting for us); building the transport takes one loop turn.
         wrapped: anyio.abc.SocketStream | None = None
         with anyio.CancelScope(shield=True):
-            inner = await anyio.abc.SocketStream.from_socket(sock)
-            wrapped = WrappedSocketStream(inner, endpoint)
+            if unix:
+                inner_unix = await anyio.abc.UNIXSocketStream.from_socket(sock)
+                wrapped = WrappedUNIXSocketStream(inner_unix, endpoint, backend)
+            else:
+                inner = await anyio.abc.SocketStream.from_socket(sock)
+                wrapped = WrappedSocketStream(inner, endpoint)
         assert wrapped is not None
         return wrapped
     except BaseException:
