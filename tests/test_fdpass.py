@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 import trio
+import trio.testing
 
 import packeteer_trio as pt
 import packeteer_trio.schemes._seqpacket as _seqpacket
@@ -423,6 +424,32 @@ async def test_a_datagram_to_nowhere_fails_without_breaking_the_socket(
         await bound.send_fds_to(b"ok", [read_fd], f"local://{tmp_path}/c.sock")
         message, (fd,) = await channel.receive_fds(2, 1)
         assert message == b"ok"
+        os.close(fd)
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+@pytest.mark.parametrize("face", ["trio"])
+async def test_every_descriptor_operation_is_a_checkpoint(
+    face: str, tmp_path: Path
+) -> None:
+    read_fd, write_fd = os.pipe()
+    async with stream_pair(face, f"local://{tmp_path}/k.sock") as (client, server):
+        with trio.testing.assert_checkpoints():
+            await client.send_fds(b"k", [write_fd])
+        with trio.testing.assert_checkpoints():  # ready: no wait, still one
+            _, (fd,) = await server.receive_fds(1, 1)
+        os.close(fd)
+    async with datagram_pair(face, tmp_path) as (bound, channel):
+        with trio.testing.assert_checkpoints():
+            await channel.send_fds(b"k", [write_fd])
+        with trio.testing.assert_checkpoints():
+            _, (fd,), _ = await bound.receive_fds_from(1, 1)
+        os.close(fd)
+        with trio.testing.assert_checkpoints():
+            await bound.send_fds_to(b"k", [write_fd], f"local://{tmp_path}/c.sock")
+        with trio.testing.assert_checkpoints():
+            _, (fd,) = await channel.receive_fds(1, 1)
         os.close(fd)
     os.close(read_fd)
     os.close(write_fd)

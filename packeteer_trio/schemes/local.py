@@ -319,12 +319,7 @@ def _datagram_pair(url: URL) -> DatagramEndpoint:
     receive_end, send_end = _socketpair(url, socket.SOCK_DGRAM)
     for end in (receive_end, send_end):
         end.setblocking(False)
-    try:
-        _seqpacket.passcred(url, receive_end)
-    except OSError as exc:
-        receive_end.close()
-        send_end.close()
-        raise with_url(exc, url, "connect") from exc
+    _seqpacket.passcred(url, receive_end)
     own = _datagram_url(url)
     lookup, resolve = unix_addressing(own, pair=True)
     return DatagramEndpoint(receive_end, own, lookup, resolve, send_sock=send_end)
