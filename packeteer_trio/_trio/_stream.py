@@ -7,17 +7,21 @@ what only trio users see (``split``, addresses, peer credentials).
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import final
 
 from .._endpoints import StreamEndpoint
 from .._fdio import DEFAULT_RECEIVE_SIZE, PipeIO, SocketIO
+from .._fdpass import StreamFdPassing
 from .._io import FaceHooks, FdHolder
 from .._sockinfo import peer_credentials, socket_url
 from .._url import URL
 from ._abc import Stream
 from ._face import TRIO
+from ._seqpacket import SeqpacketChannel
 
+_SEQPACKET = getattr(socket, "SOCK_SEQPACKET", -1)
 __all__ = ["DEFAULT_RECEIVE_SIZE", "PipeStream", "SocketStream", "stream_from_endpoint"]
 
 
@@ -35,8 +39,13 @@ def _start(stream: FaceHooks, endpoint: StreamEndpoint) -> None:
 
 
 @final
-class SocketStream(SocketIO, Stream):
-    """A stream over a connected socket (tcp, tcp4, tcp6, local)."""
+class SocketStream(SocketIO, StreamFdPassing, Stream):
+    """A stream over a connected socket (tcp, tcp4, tcp6, local).
+
+    On ``local://`` it passes descriptors too: ``send_fds(message, fds)``,
+    ``receive_fds(msglen, maxfds)`` (anyio's signatures; see
+    ``docs/local-ipc.md``).
+    """
 
     def __init__(self, endpoint: StreamEndpoint) -> None:
         _start(self, endpoint)
@@ -125,6 +134,8 @@ class PipeStream(PipeIO, Stream):
 def stream_from_endpoint(endpoint: StreamEndpoint) -> Stream:
     """The trio stream for a raw endpoint; takes ownership of its descriptors."""
     if endpoint.sock is not None:
+        if endpoint.sock.type == _SEQPACKET:
+            return SeqpacketChannel(endpoint)
         return SocketStream(endpoint)
     if sys.platform == "win32" and (  # pragma: no cover
         endpoint.read_handle is not None or endpoint.write_handle is not None
