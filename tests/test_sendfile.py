@@ -281,7 +281,21 @@ async def test_slow_reader(
         assert bytes(received) == content[: 4 << 20]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+EXACT_KINDS = [
+    "tcp",
+    pytest.param("local", marks=posix_only),
+    pytest.param(
+        "anon",
+        marks=pytest.mark.posix_only(
+            reason="Windows pipe handles send with read + send_all, whose "
+            "cancellation is send_all's (test_cancelled_copy_loop_counts_whole_chunks)"
+        ),
+    ),
+    pytest.param("fifo", marks=posix_only),
+]
+
+
+@pytest.mark.parametrize("kind", EXACT_KINDS)
 async def test_cancel_mid_transfer_is_exact_and_resumable(
     kind: str, route: str, big: tuple[bytes, Path], tmp_path: Path
 ) -> None:
@@ -310,6 +324,36 @@ async def test_cancel_mid_transfer_is_exact_and_resumable(
             assert result == BIG - 3 - sent
             assert received == content[3:]
     assert open_fds() == before
+
+
+async def test_cancelled_copy_loop_counts_whole_chunks(
+    big: tuple[bytes, Path],
+) -> None:
+    """The read + send_all loop (a user scheme's stream): cancelled midway,
+    the file's position counts the chunks send_all finished, which all
+    arrived; the chunk in flight may have arrived in part, as send_all's
+    cancellation leaves it."""
+    content, file_path = big
+    left, right = trio.testing.lockstep_stream_pair()  # send_all waits for reads
+    stream = pt.WrappedStream(left, pt.URL.parse("anon://"))
+    received = bytearray()
+    with trio.fail_after(TIMEOUT), file_path.open("rb") as file:
+        async with trio.open_nursery() as nursery:
+            sender = trio.CancelScope()
+
+            async def send() -> None:
+                with sender:
+                    await stream.send_file(file, offset=7)
+                    pytest.fail("send_file finished")
+
+            nursery.start_soon(send)
+            while len(received) < 2 * _sendfile.CHUNK + 100:
+                received += await right.receive_some(100_000)
+            sender.cancel()
+        sent = file.tell() - 7
+    assert sent % _sendfile.CHUNK == 0
+    assert 0 < sent <= len(received) < sent + _sendfile.CHUNK
+    assert bytes(received) == content[7 : 7 + len(received)]
 
 
 async def test_checkpoint_per_chunk(
