@@ -8,12 +8,18 @@ last byte arrived. It drains with ``os.splice`` into a pipe and from there to
 what costs. It runs until its stdin closes.
 """
 
+# ruff: noqa: E402  (fcntl follows the Linux-only guard on purpose)
 from __future__ import annotations
+
+import sys
+
+if sys.platform != "linux":  # pragma: no cover
+    raise SystemExit("the send_file benchmark's sink splices: Linux only")
+assert sys.platform == "linux"  # for mypy: the rest is checked on Linux only
 
 import fcntl
 import os
 import socket
-import sys
 import threading
 
 CHUNK = 1 << 20
