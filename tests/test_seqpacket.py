@@ -72,6 +72,21 @@ async def test_records_keep_their_boundaries(tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
+async def test_send_file_goes_as_records_of_at_most_64_kib(tmp_path: Path) -> None:
+    data = os.urandom(200_000)
+    (tmp_path / "f").write_bytes(data)
+    async with trio_pair(tmp_path) as (client, server):
+        with open(tmp_path / "f", "rb") as file:
+            sent = await client.send_file(file, offset=10, count=150_000)
+            assert sent == 150_000
+            assert file.tell() == 150_010
+        await client.send_eof()
+        records = [record async for record in server]
+    assert [len(r) for r in records] == [65536, 65536, 150_000 - 2 * 65536]
+    assert b"".join(records) == data[10:150_010]
+
+
+@pytest.mark.trio
 async def test_end_of_channel_and_iteration(tmp_path: Path) -> None:
     async with trio_pair(tmp_path) as (client, server):
         for record in (b"a", b"bb", b"ccc"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import socket
 from abc import abstractmethod
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, BinaryIO
 
 import trio
 
@@ -40,6 +40,19 @@ class Stream(trio.abc.HalfCloseableStream):
     @abstractmethod
     async def receive_into(self, buffer: Any) -> int:
         """Receive into *buffer* (a writable bytes-like); 0 means end of file."""
+
+    @abstractmethod
+    async def send_file(
+        self, file: BinaryIO, offset: int = 0, count: int | None = None
+    ) -> int:
+        """Send *count* bytes (None: to its end) of a regular *file* from *offset*.
+
+        Zero-copy (``os.sendfile``) where the OS allows; returns the number
+        of bytes sent, fewer than *count* only if the file ended first. The
+        file's position ends at ``offset`` plus that, also when cancelled or
+        failing. See docs/api.md for which streams copy instead, and what a
+        cancellation leaves.
+        """
 
     @abstractmethod
     def fileno(self) -> int:

@@ -3,16 +3,20 @@ that is a Stream too (the loops are :mod:`.._seqpacket_io`'s)."""
 
 from __future__ import annotations
 
-from typing import final
+from typing import BinaryIO, final
 
 import trio
 
 from .._endpoints import StreamEndpoint
+from .._sendfile import copy_file
 from .._seqpacket_io import Data, SeqpacketIO
 from .._sockinfo import peer_credentials, socket_url
 from .._url import URL
 from ._abc import Stream
 from ._face import TRIO
+
+# What send_file puts in one record.
+RECORD = 64 * 1024
 
 
 @final
@@ -61,6 +65,16 @@ class SeqpacketChannel(SeqpacketIO, Stream, trio.abc.Channel[bytes]):
                 raise self._closed_error()
             return
         await self._send_record(data)
+
+    async def send_file(
+        self, file: BinaryIO, offset: int = 0, count: int | None = None
+    ) -> int:
+        """The file as records of at most 64 KiB (a record is sent whole,
+        so a larger one could exceed the socket's buffer); a read +
+        ``send_all`` loop, cancelled as ``send_all`` is."""
+        return await copy_file(
+            self.send_all, self._checkpoint, file, offset, count, self.url, RECORD
+        )
 
     def __aiter__(self) -> SeqpacketChannel:
         return self

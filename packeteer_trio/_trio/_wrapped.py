@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable, Iterator
-from typing import Any, final
+from typing import Any, BinaryIO, final
 
 import trio
 from trio.lowlevel import checkpoint
 
 from .._errors import PacketeerError
+from .._sendfile import copy_file
 from .._url import URL
 from ._abc import DatagramChannel, DatagramSocket, Listener, Stream
 
@@ -157,6 +158,16 @@ class WrappedStream(Stream):
 
     async def send_all(self, data: Data) -> None:
         await self.wrapped.send_all(data)
+
+    async def send_file(
+        self, file: BinaryIO, offset: int = 0, count: int | None = None
+    ) -> int:
+        """The read + ``send_all`` loop (a user scheme's stream, TLS, has no
+        descriptor of its own to send to): cancelled, it leaves the stream
+        as a cancelled ``send_all`` does."""
+        return await copy_file(
+            self.wrapped.send_all, checkpoint, file, offset, count, self.url
+        )
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.wrapped.wait_send_all_might_not_block()
