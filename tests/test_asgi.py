@@ -81,7 +81,6 @@ def _accepting(sock: socket.socket) -> bool:
 async def test_detach_hands_over_listening_sockets(url: str) -> None:
     before = open_fds()
     listener = await _listen(url)
-    bound = listener.url
     numbers = [sock.fileno() for sock in listener.sockets]
     socks = listener.detach()
     assert [sock.fileno() for sock in socks] == numbers
@@ -362,9 +361,9 @@ def test_serve_asgi_socket_activated(tmp_path: Path) -> None:
         activated.bind(("127.0.0.1", 0))
         activated.listen()
         host, port = activated.getsockname()
+        argv = ["-m", "tests._asgi_app", "fd://listen/web", "--activate", "web"]
         server = subprocess.Popen(
-            [sys.executable, "-m", "tests._asgi_app", "fd://listen/web"]
-            + ["--activate", "web"],
+            [sys.executable, *argv],
             cwd=ROOT,
             env={**env(), "DOC_LISTEN_FD": str(activated.fileno())},
             pass_fds=(activated.fileno(),),
