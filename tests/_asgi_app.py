@@ -13,25 +13,25 @@ Routes: ``/echo`` answers with the request body; ``/stop`` ends the server
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
 
 
-def make_app(
-    stop: Callable[[], None] | None = None,
-) -> Callable[[dict[str, Any], Receive, Send], Awaitable[None]]:
-    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+def make_app(stop: Callable[[], None] | None = None) -> ASGIApp:
+    async def app(
+        scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
             return
@@ -40,16 +40,22 @@ def make_app(
             event = await receive()
             if event["type"] != "http.request":  # the client went away
                 return
-            body += event.get("body", b"")
-            if not event.get("more_body"):
+            body += event["body"]
+            if not event["more_body"]:
                 break
         if scope["path"] == "/echo":
             reply = bytes(body)
         else:
             reply = f"{scope['method']} {scope['path']} {len(body)}".encode()
-        headers = [(b"content-length", str(len(reply)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": reply})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(reply)).encode())],
+                "trailers": False,
+            }
+        )
+        await send({"type": "http.response.body", "body": reply, "more_body": False})
         if scope["path"] == "/stop" and stop is not None:
             stop()
 
@@ -85,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
