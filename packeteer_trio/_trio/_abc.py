@@ -82,7 +82,7 @@ class Listener(trio.abc.Listener[Stream]):
         bound in more than one family), still listening and non-blocking;
         they are the caller's from then on: we never close or wait on them
         again. The listener is closed (``accept`` raises
-        :exc:`trio.ClosedResourceError`), except that :meth:`aclose` still
+        :exc:`trio.ClosedResourceError`), except that ``aclose()`` still
         removes a ``local://`` socket file if it is still the one we bound:
         call it once the new owner is done with the socket. PacketeerError,
         and the listener stays open, if it has no socket (a FIFO, a Windows

@@ -25,6 +25,7 @@ import trio
 from packeteer_trio import URL, InvalidURL, anyio_compat
 
 if TYPE_CHECKING:
+    import hypercorn.config
     from hypercorn.config import Config
 
 
@@ -89,7 +90,7 @@ async def serve_asgi(
     app: Any,
     url: str | URL,
     *,
-    config: Config | None = None,
+    config: hypercorn.config.Config | None = None,
     backlog: int | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: anyio.abc.TaskStatus[URL] = anyio.TASK_STATUS_IGNORED,
