@@ -276,6 +276,28 @@ async def test_serve_asgi(url: str) -> None:
     assert open_fds() == before
 
 
+@posix_only
+async def test_serve_asgi_app_failing_at_startup_leaves_nothing(tmp_path: Path) -> None:
+    """hypercorn stops before it takes the sockets (asyncio: the lifespan
+    runs first): they are closed all the same, the socket file removed."""
+    from hypercorn.utils import LifespanFailureError
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    path = tmp_path / "app.sock"
+    before = open_fds()
+    with pytest.raises(BaseException) as caught:  # (in a group on trio)
+        await http.serve_asgi(app, f"local://{path}")
+    assert caught.errisinstance(LifespanFailureError) or caught.group_contains(
+        LifespanFailureError
+    )
+    assert not path.exists()
+    assert open_fds() == before
+
+
 async def test_serve_asgi_https_over_local(tmp_path: Path) -> None:
     """hypercorn's own TLS (its config's certfile) on a local:// socket."""
     if sys.platform == "win32":
