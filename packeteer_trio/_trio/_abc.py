@@ -88,6 +88,21 @@ class Listener(trio.abc.Listener[Stream]):
         """The (first) listening descriptor."""
 
     @abstractmethod
+    def detach(self) -> list[socket.socket]:
+        """Hand the listening sockets over to other code, open, and stop using them.
+
+        Returns every socket the URL listens on (several for a host name
+        bound in more than one family), still listening and non-blocking;
+        they are the caller's from then on: we never close or wait on them
+        again. The listener is closed (``accept`` raises
+        :exc:`trio.ClosedResourceError`), except that ``aclose()`` still
+        removes a ``local://`` socket file if it is still the one we bound:
+        call it once the new owner is done with the socket. PacketeerError,
+        and the listener stays open, if it has no socket (a FIFO, a Windows
+        pipe, a user scheme's listener).
+        """
+
+    @abstractmethod
     def _scheduler_fds(self) -> tuple[int | None, int | None]: ...
 
 

@@ -12,6 +12,7 @@ own objects is passed through untouched.
 from __future__ import annotations
 
 import errno
+import socket
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, final
 
@@ -252,6 +253,13 @@ class WrappedListener(Listener):
         if self.transport is None:
             raise _no_descriptor(self, self.url)
         return self.transport.fileno()
+
+    def detach(self) -> list[socket.socket]:
+        # The transport's sockets alone would drop what the scheme adds (TLS).
+        raise PacketeerError(
+            f"{self.url}: a user scheme's listener ({type(self.wrapped).__name__}) "
+            "has no socket of its own to hand over"
+        )
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
         # A pending connection on the transport is what accept() waits for.
