@@ -22,6 +22,7 @@ MODULES = [
     "datagrams",
     "anyio_layer",
     "relay",
+    "sendfile",
     "scheduler",
     "scaling",
     "workers",

@@ -11,6 +11,7 @@ bytes are moved, so a cancellation never loses data that was taken.
 from __future__ import annotations
 
 import operator
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -250,3 +251,11 @@ class InprocListenerIO(InprocHooks):
             self._closed = True
             self._listener.close()
         await self._checkpoint()
+
+    def detach(self) -> list[socket.socket]:
+        """Always PacketeerError (the listener stays open): an inproc name is
+        no socket another server could take."""
+        raise PacketeerError(
+            f"{self.url}: an inproc:// listener has no socket to hand over "
+            "(only socket listeners can be detached)"
+        )

@@ -12,7 +12,9 @@ backend::
 - :func:`connect` returns an :class:`anyio.abc.SocketStream` for sockets
   (:class:`anyio.abc.UNIXSocketStream` for ``local://`` paths and abstract
   names) and an :class:`anyio.abc.ByteStream` for pipes (``anon://``,
-  ``fifo://``, the unnamed ``local://``);
+  ``fifo://``, the unnamed ``local://``); ``local://…?behaviour=seqpacket``
+  gives a :class:`SeqpacketStream`, an :class:`anyio.abc.ObjectStream` of
+  whole records (and a ``ByteStream``);
 - :func:`listen` returns an :class:`anyio.abc.Listener`, :func:`serve` runs
   one;
 - :func:`open_datagram` returns a :class:`DatagramSocket`, an
@@ -56,6 +58,7 @@ from ._anyio._inproc import (
     InprocStream,
 )
 from ._anyio._listener import Listener
+from ._anyio._seqpacket import SeqpacketStream
 from ._anyio._stream import wrap_stream
 from ._endpoints import PacketEndpoint
 from ._inproc import InprocDatagramEnd, InprocListenerEnd, InprocStreamEnd
@@ -71,6 +74,7 @@ __all__ = [
     "Listener",
     "PacketChannel",
     "PacketeerAttribute",
+    "SeqpacketStream",
     "URLConnectable",
     "connect",
     "connect_datagram",

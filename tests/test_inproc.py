@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import io
+from pathlib import Path
 
 import anyio
 import pytest
@@ -332,3 +333,23 @@ async def test_closing_wakes_a_send_waiting_for_room() -> None:
         assert len(await receiver.receive_many(max_count=DATAGRAM_QUEUE + 1)) == (
             DATAGRAM_QUEUE
         )
+
+
+@pytest.mark.trio
+async def test_send_file_copies_and_detach_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "payload"
+    path.write_bytes(bytes(range(256)) * 1024)
+    client, server = await pair()
+    async with client, server:
+        with path.open("rb") as file:
+            assert await client.send_file(file, offset=256, count=1024) == 1024
+            assert file.tell() == 1280
+        received = b""
+        while len(received) < 1024:
+            received += await server.receive_some()
+        assert received == path.read_bytes()[256:1280]
+    async with await pt.listen("inproc://no-socket") as listener:
+        with pytest.raises(pt.PacketeerError, match="no socket to hand over"):
+            listener.detach()
+        async with await pt.connect("inproc://no-socket"):  # still listening
+            pass

@@ -55,12 +55,14 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._trio._listener,
     packeteer_trio._trio._datagram,
     packeteer_trio._trio._packet,
+    packeteer_trio._trio._seqpacket,
     packeteer_trio._trio._wrapped,
     packeteer_trio._trio._inproc,
     packeteer_trio.anyio_compat,
     packeteer_trio._anyio._stream,
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,
+    packeteer_trio._anyio._seqpacket,
     packeteer_trio._anyio._inproc,
 ]
 ABCS: frozenset[type] = frozenset(
@@ -172,6 +174,8 @@ def test_the_walk_finds_both_faces() -> None:
         "LeanUNIXSocketStream",
         "WrappedSocketStream",
         "WrappedUNIXSocketStream",
+        "SeqpacketChannel",
+        "SeqpacketStream",
         "URLConnectable",
     ):
         assert expected in names, expected

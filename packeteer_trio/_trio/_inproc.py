@@ -10,7 +10,7 @@ and ``trio.Event`` to park on. There is no descriptor behind any of them:
 from __future__ import annotations
 
 import socket
-from typing import NoReturn, final
+from typing import BinaryIO, NoReturn, final
 
 import trio
 
@@ -22,6 +22,7 @@ from .._inproc_io import (
     no_descriptor,
     no_scheduler_fds,
 )
+from .._sendfile import copy_file
 from .._url import URL
 from ._abc import DatagramChannel, DatagramSocket, Listener, Stream
 from ._face import TRIO
@@ -38,6 +39,14 @@ class InprocStream(InprocStreamIO, Stream):
 
     def __init__(self, end: InprocStreamEnd) -> None:
         self._init_stream(end, TRIO, trio.Event)
+
+    async def send_file(
+        self, file: BinaryIO, offset: int = 0, count: int | None = None
+    ) -> int:
+        """The read + ``send_all`` loop: no descriptor to ``sendfile`` to."""
+        return await copy_file(
+            self.send_all, trio.lowlevel.checkpoint, file, offset, count, self.url
+        )
 
     def fileno(self) -> NoReturn:
         """Always raises :class:`io.UnsupportedOperation`: no descriptor."""
