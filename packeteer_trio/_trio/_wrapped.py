@@ -18,6 +18,7 @@ from typing import Any, final
 import trio
 from trio.lowlevel import checkpoint
 
+from .._buffer import Buffer
 from .._errors import PacketeerError
 from .._url import URL
 from ._abc import DatagramChannel, DatagramSocket, Listener, Stream
@@ -175,7 +176,7 @@ class WrappedStream(Stream):
         data = await self.wrapped.receive_some(max_bytes)
         return data if type(data) is bytes else bytes(data)
 
-    async def receive_into(self, buffer: Any) -> int:
+    async def receive_into(self, buffer: Buffer) -> int:
         with memoryview(buffer) as view, view.cast("B") as target:
             data = await self.wrapped.receive_some(len(target))
             target[: len(data)] = data
