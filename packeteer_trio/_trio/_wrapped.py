@@ -148,7 +148,7 @@ class WrappedStream(Stream):
     def __init__(self, wrapped: trio.abc.Stream, url: URL) -> None:
         self.url = url
         self.wrapped = wrapped
-        self.transport = _transport_stream(wrapped)
+        self.transport: Stream | None = _transport_stream(wrapped)
         self._closed = False
 
     @property
@@ -220,7 +220,7 @@ class WrappedListener(Listener):
     def __init__(self, wrapped: trio.abc.Listener[trio.abc.Stream], url: URL) -> None:
         self.wrapped = wrapped
         self.url = url
-        self.transport = _transport_listener(wrapped)
+        self.transport: Listener | None = _transport_listener(wrapped)
         self._closed = False
 
     @property
