@@ -9,10 +9,11 @@ backend::
         await stream.send(b"hello")
         print(await stream.receive())
 
-- :func:`connect` returns an :class:`anyio.abc.SocketStream` for sockets
+- :func:`connect` returns a :class:`Stream`, an :class:`anyio.abc.ByteStream`
+  with its ``url``; for sockets also an :class:`anyio.abc.SocketStream`
   (:class:`anyio.abc.UNIXSocketStream` for ``local://`` paths and abstract
-  names) and an :class:`anyio.abc.ByteStream` for pipes (``anon://``,
-  ``fifo://``, the unnamed ``local://``);
+  names), for pipes (``anon://``, ``fifo://``, the unnamed ``local://``)
+  only that;
 - :func:`listen` returns an :class:`anyio.abc.Listener`, :func:`serve` runs
   one;
 - :func:`open_datagram` returns a :class:`DatagramSocket`, an
@@ -49,6 +50,7 @@ import packeteer_trio._open as _open
 
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
+from ._anyio._abc import Stream
 from ._anyio._listener import Listener
 from ._anyio._stream import wrap_stream
 from ._endpoints import PacketEndpoint
@@ -60,6 +62,7 @@ __all__ = [
     "Listener",
     "PacketChannel",
     "PacketeerAttribute",
+    "Stream",
     "URLConnectable",
     "connect",
     "connect_datagram",
@@ -69,11 +72,12 @@ __all__ = [
 ]
 
 
-async def connect(url: str | URL) -> anyio.abc.ByteStream:
+async def connect(url: str | URL) -> Stream:
     """Open a byte stream to *url* (``tcp://host:port``, ``local:///path``, …).
 
-    Sockets come back as :class:`anyio.abc.SocketStream` (AF_UNIX ones as
-    :class:`anyio.abc.UNIXSocketStream`), pipes as :class:`anyio.abc.ByteStream`.
+    A :class:`Stream`; sockets are also :class:`anyio.abc.SocketStream`
+    (AF_UNIX ones :class:`anyio.abc.UNIXSocketStream`): narrow with
+    ``isinstance`` for their extra methods.
     """
     target = _open.builtin_target(url, "connect")
     # Some schemes never wait (anon, fifo, local): make every verb a checkpoint.
@@ -99,7 +103,7 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
 
 async def serve(
     url: str | URL,
-    handler: Callable[[anyio.abc.ByteStream], Any],
+    handler: Callable[[Stream], Any],
     *,
     backlog: int | None = None,
     task_group: anyio.abc.TaskGroup | None = None,
@@ -177,7 +181,7 @@ class URLConnectable(anyio.abc.ByteStreamConnectable):
         """Where :meth:`connect` connects to."""
         return self._url
 
-    async def connect(self) -> anyio.abc.ByteStream:
+    async def connect(self) -> Stream:
         """Open a new stream to the URL."""
         try:
             return await connect(self._url)
