@@ -40,7 +40,7 @@ and exceptions differ.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, final
+from typing import Any, final, overload
 
 import anyio
 import anyio.abc
@@ -48,9 +48,9 @@ import anyio.lowlevel
 
 import packeteer_trio._open as _open
 
+from ._anyio._abc import Stream
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
-from ._anyio._abc import Stream
 from ._anyio._listener import Listener
 from ._anyio._stream import wrap_stream
 from ._endpoints import PacketEndpoint
@@ -138,6 +138,14 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
         raise
 
 
+@overload
+async def connect_datagram(url: str | URL, *, local: str | URL) -> DatagramChannel: ...
+@overload
+async def connect_datagram(
+    url: str | URL, *, local: None = None
+) -> DatagramChannel | PacketChannel: ...
+
+
 async def connect_datagram(
     url: str | URL, *, local: str | URL | None = None
 ) -> DatagramChannel | PacketChannel:
@@ -147,7 +155,8 @@ async def connect_datagram(
     per item. For ``local://`` peers to reply, our end needs an address:
     give *local* (a path or abstract name); on Linux an abstract one is
     picked otherwise. A packet device (``tun://``, ``tap://``) gives a
-    :class:`PacketChannel`, one packet per item.
+    :class:`PacketChannel`, one packet per item (and has no *local* address:
+    given one, the type says :class:`DatagramChannel`).
     """
     target = _open.builtin_target(url, "connect_datagram", local=local)
     # The checkpoint comes first: once the socket or device exists, nothing

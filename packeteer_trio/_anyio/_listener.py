@@ -23,8 +23,8 @@ from .._accept import (
 )
 from .._endpoints import ListenerEndpoint
 from .._fdio import ListenerIO
-from ._backend import PacketeerAttribute, current_backend, socket_attributes
 from ._abc import Stream
+from ._backend import PacketeerAttribute, current_backend, socket_attributes
 from ._stream import wrap_stream
 
 
