@@ -14,6 +14,7 @@ so ``URL.parse`` applies the rules of every registered scheme.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import final
@@ -60,6 +61,16 @@ class Query(Mapping[str, str]):
         return f"Query({self._items!r})"
 
 
+class _Keep(enum.Enum):
+    """:meth:`URL.replace`'s default port: keep it (None removes it)."""
+
+    PORT = "keep"
+
+
+def _as_query(query: Mapping[str, str]) -> Query:
+    return query if isinstance(query, Query) else Query(query)
+
+
 @final
 @dataclasses.dataclass(frozen=True)
 class URL:
@@ -85,11 +96,28 @@ class URL:
         url = split(text)
         return url if _scheme_rules is None else _scheme_rules(url, text)
 
-    def replace(self, **changes: object) -> URL:
-        """Return a copy with some fields changed (no validation is done)."""
-        if "query" in changes and not isinstance(changes["query"], Query):
-            changes["query"] = Query(changes["query"])  # type: ignore[arg-type]
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(
+        self,
+        *,
+        scheme: str | None = None,
+        host: str | None = None,
+        port: int | _Keep | None = _Keep.PORT,
+        path: str | None = None,
+        query: Mapping[str, str] | None = None,
+        fragment: str | None = None,
+    ) -> URL:
+        """Return a copy with the given fields changed (no validation is done).
+
+        A field left out (None) is kept; ``port=None`` removes the port.
+        """
+        return URL(
+            self.scheme if scheme is None else scheme,
+            self.host if host is None else host,
+            self.port if isinstance(port, _Keep) else port,
+            self.path if path is None else path,
+            self.query if query is None else _as_query(query),
+            self.fragment if fragment is None else fragment,
+        )
 
     @property
     def behaviour(self) -> str:
