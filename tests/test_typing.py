@@ -1,4 +1,4 @@
-"""The typed user programs of tests/typing/ run: what they narrow to is true.
+"""The typed user programs of tests/typed/ run: what they narrow to is true.
 
 ``mypy --strict`` and pyright strict check those programs in ``.ci/run``
 (what the declared types promise); here they run against loopback and
@@ -13,7 +13,7 @@ import anyio
 import pytest
 import trio
 
-from .typing import anyio_program, http_program, trio_program
+from .typed import anyio_program, http_program, trio_program
 
 
 def test_trio_program(tmp_path: Path) -> None:
