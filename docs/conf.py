@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import packeteer_trio  # noqa: E402
+import packeteer_trio._buffer  # noqa: E402
 from packeteer_trio import anyio_compat  # noqa: E402
 from packeteer_trio import http as http_module  # noqa: E402
 
@@ -103,6 +104,10 @@ def _public_modules() -> None:
 
 
 _public_modules()
+
+# receive_into's Buffer is collections.abc.Buffer from Python 3.12 on, and the
+# same Protocol (packeteer_trio._buffer) before: show it by its standard name.
+packeteer_trio._buffer.Buffer.__module__ = "collections.abc"
 
 
 def _is_private(cls: type) -> bool:

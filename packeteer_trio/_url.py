@@ -14,9 +14,9 @@ so ``URL.parse`` applies the rules of every registered scheme.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import re
 from collections.abc import Callable, Iterator, Mapping
+from types import EllipsisType
 from typing import final
 from urllib.parse import quote, unquote
 
@@ -61,12 +61,6 @@ class Query(Mapping[str, str]):
         return f"Query({self._items!r})"
 
 
-class _Keep(enum.Enum):
-    """:meth:`URL.replace`'s default port: keep it (None removes it)."""
-
-    PORT = "keep"
-
-
 def _as_query(query: Mapping[str, str]) -> Query:
     return query if isinstance(query, Query) else Query(query)
 
@@ -101,19 +95,19 @@ class URL:
         *,
         scheme: str | None = None,
         host: str | None = None,
-        port: int | _Keep | None = _Keep.PORT,
+        port: int | EllipsisType | None = ...,
         path: str | None = None,
         query: Mapping[str, str] | None = None,
         fragment: str | None = None,
     ) -> URL:
         """Return a copy with the given fields changed (no validation is done).
 
-        A field left out (None) is kept; ``port=None`` removes the port.
+        A field left out is kept; ``port=None`` removes the port.
         """
         return URL(
             self.scheme if scheme is None else scheme,
             self.host if host is None else host,
-            self.port if isinstance(port, _Keep) else port,
+            self.port if port is ... else port,
             self.path if path is None else path,
             self.query if query is None else _as_query(query),
             self.fragment if fragment is None else fragment,
