@@ -11,6 +11,7 @@ shown here is also true at run time.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -83,31 +84,22 @@ async def streams(tmp: Path) -> None:
                 async with server:
                     if isinstance(server, pt.SocketStream) and sys.platform == "linux":
                         pid, uid, _gid = server.peer_credentials()
-                        assert (pid, uid) == (os_getpid(), os_getuid())
+                        assert (pid, uid) == (os.getpid(), os.getuid())
                     await client.send_all(b"x")
                     assert await server.receive_some(1) == b"x"
 
     pipe = await pt.connect("anon://")
-    if isinstance(pipe, pt.PipeStream):  # a HANDLE stream on Windows
+    if sys.platform == "win32":  # pipe HANDLEs there
+        assert isinstance(pipe, pt.HandleStream)
+        send, receive = pipe.split()
+        assert_type(send, pt.HandleStream)
+    else:
+        assert isinstance(pipe, pt.PipeStream)
         send, receive = pipe.split()
         assert_type(send, pt.PipeStream)
-        async with send, receive:
-            await send.send_all(b"split")
-            assert await receive.receive_some() == b"split"
-    else:
-        await pipe.aclose()
-
-
-def os_getpid() -> int:
-    import os
-
-    return os.getpid()
-
-
-def os_getuid() -> int:
-    import os
-
-    return os.getuid() if sys.platform != "win32" else -1
+    async with send, receive:
+        await send.send_all(b"split")
+        assert await receive.receive_some() == b"split"
 
 
 async def datagrams() -> None:
