@@ -13,7 +13,9 @@ backend::
   with its ``url``; for sockets also an :class:`anyio.abc.SocketStream`
   (:class:`anyio.abc.UNIXSocketStream` for ``local://`` paths and abstract
   names), for pipes (``anon://``, ``fifo://``, the unnamed ``local://``)
-  only that;
+  only that; ``local://…?behaviour=seqpacket`` gives a
+  :class:`SeqpacketStream`, an :class:`anyio.abc.ObjectStream` of whole
+  records (and a :class:`Stream`);
 - :func:`listen` returns an :class:`anyio.abc.Listener`, :func:`serve` runs
   one;
 - :func:`open_datagram` returns a :class:`DatagramSocket`, an
@@ -52,6 +54,7 @@ from ._anyio._abc import Stream
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
 from ._anyio._listener import Listener
+from ._anyio._seqpacket import SeqpacketStream
 from ._anyio._stream import wrap_stream
 from ._endpoints import PacketEndpoint
 from ._url import URL
@@ -62,6 +65,7 @@ __all__ = [
     "Listener",
     "PacketChannel",
     "PacketeerAttribute",
+    "SeqpacketStream",
     "Stream",
     "URLConnectable",
     "connect",

@@ -905,10 +905,10 @@ def test_datagram_channel(
 FDS_ROWS = [
     ("sendmsg", "EINTR", "1..3", {"*": OK}),
     ("sendmsg", "EAGAIN", "1..3", {"*": OK}),
-    ("sendmsg", "ENOBUFS", "1..3", {"*": OK, "anyio-asyncio": "BrokenResourceError"}),
+    ("sendmsg", "ENOBUFS", "1..3", {"*": OK}),
     ("sendmsg", "EPIPE", "1", {"*": "BrokenResourceError"}),
     ("recvmsg", "EINTR", "1..3", {"*": OK}),
-    ("recvmsg", "ENOMEM", "1..3", {"*": OK, "anyio-asyncio": "BrokenResourceError"}),
+    ("recvmsg", "ENOMEM", "1..3", {"*": OK}),
 ]
 
 
@@ -924,8 +924,8 @@ def test_send_fds(
     when: str,
     outcomes: dict[str, str],
 ) -> None:
-    """send_fds / receive_fds (sendmsg/recvmsg with SCM_RIGHTS): on asyncio
-    these are anyio's own, which end the stream on any other error."""
+    """send_fds / receive_fds (sendmsg/recvmsg with SCM_RIGHTS): the shared
+    core (_fdpass) on both backends."""
     subject = client(subjects, face, peers, tmp)
     url = stream_url("local", tmp)
     result = run_command(subject, {"op": "fds", "url": url}, (syscall, error, when))
