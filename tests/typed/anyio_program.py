@@ -9,6 +9,7 @@ checks work.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,6 +82,14 @@ async def streams(tmp: Path) -> None:
                     assert server.url.scheme == "local"
 
 
+async def hand_over() -> None:
+    listener = await pa.listen("tcp://127.0.0.1:0")
+    for sock in listener.detach():
+        assert_type(sock, socket.socket)
+        sock.close()
+    await listener.aclose()  # nothing left to close, and no error
+
+
 async def datagrams() -> None:
     async with await pa.open_datagram("udp4://127.0.0.1:0") as sock:
         assert_type(sock, pa.DatagramSocket)
@@ -101,4 +110,5 @@ async def datagrams() -> None:
 
 async def main(tmp: Path) -> None:
     await streams(tmp)
+    await hand_over()
     await datagrams()

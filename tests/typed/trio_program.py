@@ -69,6 +69,13 @@ async def streams(tmp: Path) -> None:
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             assert stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
             assert_type(stream.socket, socket.socket)
+            with (tmp / "file").open("w+b") as file:
+                file.write(b"file")
+                assert_type(await stream.send_file(file, offset=0, count=None), int)
+            got = b""
+            while len(got) < 4:
+                got += await stream.receive_some()
+            assert got == b"file"
             await stream.send_eof()
             assert await stream.receive_some() == b""
             if TYPE_CHECKING:
@@ -87,6 +94,15 @@ async def streams(tmp: Path) -> None:
                         assert (pid, uid) == (os.getpid(), os.getuid())
                     await client.send_all(b"x")
                     assert await server.receive_some(1) == b"x"
+                    if isinstance(client, pt.SocketStream):
+                        assert isinstance(server, pt.SocketStream)
+                        read_fd, write_fd = os.pipe()
+                        await client.send_fds(b"fd", [write_fd])
+                        message, fds = await server.receive_fds(2, 1)
+                        assert_type(fds, list[int])
+                        for fd in (read_fd, write_fd, *fds):
+                            os.close(fd)
+                        assert message == b"fd"
 
     pipe = await pt.connect("anon://")
     if sys.platform == "win32":  # pipe HANDLEs there
@@ -181,6 +197,13 @@ class Relay:
 
 
 async def user_scheme() -> None:
+    # A listener hands its sockets over (to another server, say).
+    listener = await pt.listen("tcp://127.0.0.1:0")
+    for sock in listener.detach():
+        assert_type(sock, socket.socket)
+        sock.close()
+    await listener.aclose()  # nothing left to close, and no error
+
     factory: pt.StreamSchemeFactory = Relay()
     pt.register_scheme("relay", factory, replace=True)
     try:
