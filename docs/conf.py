@@ -162,6 +162,11 @@ _NO_SIGNATURE = {
     "packeteer_trio.anyio_compat.DatagramSocket",
     "packeteer_trio.anyio_compat.DatagramChannel",
     "packeteer_trio.anyio_compat.PacketChannel",
+    "packeteer_trio.anyio_compat.SeqpacketStream",
+    "packeteer_trio.anyio_compat.Stream",
+    "packeteer_trio.OSDatagramSocket",
+    "packeteer_trio.OSDatagramChannel",
+    "packeteer_trio.SeqpacketChannel",
     "packeteer_trio.http.NetworkStream",
 }
 
