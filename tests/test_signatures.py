@@ -35,6 +35,7 @@ import trio.abc
 import packeteer_trio as pt
 import packeteer_trio._anyio._datagram
 import packeteer_trio._anyio._listener
+import packeteer_trio._anyio._readahead
 import packeteer_trio._anyio._stream
 import packeteer_trio._trio._abc
 import packeteer_trio._trio._datagram
@@ -56,6 +57,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._trio._wrapped,
     packeteer_trio.anyio_compat,
     packeteer_trio._anyio._stream,
+    packeteer_trio._anyio._readahead,
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,
 ]
@@ -168,6 +170,8 @@ def test_the_walk_finds_both_faces() -> None:
         "LeanUNIXSocketStream",
         "WrappedSocketStream",
         "WrappedUNIXSocketStream",
+        "ReadAheadSocketStream",
+        "ReadAheadUNIXSocketStream",
         "URLConnectable",
     ):
         assert expected in names, expected

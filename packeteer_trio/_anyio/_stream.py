@@ -1,11 +1,14 @@
-"""The anyio face of byte streams: lean loops over fds, or anyio's own streams.
+"""The anyio face of byte streams: lean loops, read-ahead, or anyio's own.
 
 Which class moves the bytes depends on the backend (measured, see the
 "anyio on asyncio and uvloop" section of ``benchmarks/README.md``):
 
-- sockets under asyncio: anyio's own stream, made with ``from_socket`` from
-  the socket the scheme already connected (transports are the fast path
-  there), behind a thin shell that adds the URL;
+- sockets under asyncio with ``add_reader`` (the selector loop, uvloop): the
+  read-ahead streams of :mod:`._readahead`;
+- sockets on an asyncio loop without ``add_reader`` (Windows' proactor):
+  anyio's own stream on the loop's IOCP transports, made with
+  ``from_socket`` from the socket the scheme connected, behind a thin shell
+  that adds the URL;
 - sockets under trio, and pipes everywhere: the lean loops of
   :mod:`.._fdio` (shared with the trio face) with anyio's waits bound in,
   keeping trio's checkpoint sandwich: cancellation never arrives after bytes
@@ -29,7 +32,8 @@ from .._errors import PacketeerError
 from .._fdio import FIRST_PAUSE, PipeIO, SocketIO
 from .._io import FaceHooks
 from .._url import URL
-from ._backend import Backend, PacketeerAttribute, current_backend
+from ._backend import ANYIO, Backend, PacketeerAttribute, current_backend
+from ._readahead import ReadAheadSocketStream, ReadAheadUNIXSocketStream
 
 
 class _Lean(FaceHooks):
@@ -154,7 +158,7 @@ def _no_af_unix(url: URL) -> PacketeerError:
 
 
 class _Shell:
-    """anyio's own stream for a socket (asyncio), plus the URL.
+    """anyio's own stream for a socket (asyncio without add_reader), plus the URL.
 
     The hot methods are the inner stream's own bound methods, stored on the
     instance: a delegating ``async def`` would add a coroutine per call,
@@ -282,6 +286,10 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
             if unix:
                 return LeanUNIXSocketStream(endpoint, backend)
             return LeanSocketStream(endpoint, backend)
+        if backend is ANYIO:
+            if unix:
+                return ReadAheadUNIXSocketStream(endpoint, backend)
+            return ReadAheadSocketStream(endpoint, backend)
         # Shielded: the connection is made (maybe accepted from a client that
         # is waiting for us); building the transport takes one loop turn.
         wrapped: anyio.abc.SocketStream | None = None
