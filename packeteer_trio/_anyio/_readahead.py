@@ -36,6 +36,7 @@ import asyncio
 import errno
 import os
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from io import IOBase
@@ -59,6 +60,7 @@ _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _MAX_FDS = 253
 _FD_SPACE = socket.CMSG_SPACE(_MAX_FDS * 4) if hasattr(socket, "CMSG_SPACE") else 0
 _BYTES_TYPES = (bytes, bytearray)
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class _ReadAhead(FaceHooks):
@@ -88,11 +90,11 @@ class _ReadAhead(FaceHooks):
         self._did_shutdown = False
         self._receiver: asyncio.Future[None] | None = None
         self._sender: asyncio.Future[None] | None = None
-        # The loop's reader callback holds the stream: one never closed stays
-        # registered (and its fd open) until the loop closes, never a stale
-        # number in the selector.
-        self._reading = True
-        self._loop.add_reader(self._fd, self._readable)
+        # Reading ahead starts with the first receive: until then what the peer
+        # sent stays in the kernel, so closing a stream nobody read from is
+        # what it is without us (on AF_UNIX the peer's next read fails with
+        # ECONNRESET, which only unread bytes in the kernel make happen).
+        self._reading = False
 
     # -- the loop's side -------------------------------------------------------
 
@@ -145,7 +147,17 @@ class _ReadAhead(FaceHooks):
                 await self._wait_for_data()
             return self._take(max_bytes)
 
+    def _start_reading(self) -> None:
+        # While registered, the loop's reader callback holds the stream: one
+        # never closed stays registered (and its fd open) until the loop
+        # closes, never a stale number in the selector.
+        self._reading = True
+        self._loop.add_reader(self._fd, self._readable)
+
     async def _wait_for_data(self) -> None:
+        if not self._reading and not (self._eof or self._error or self._closed):
+            if self._buffered < HIGH_WATER:
+                self._start_reading()
         while True:
             if self._closed:
                 raise self._closed_error()
@@ -181,8 +193,7 @@ class _ReadAhead(FaceHooks):
             self._drop_passed_fds()
         if not self._reading and self._buffered <= LOW_WATER:
             if not self._eof and self._error is None:
-                self._reading = True
-                self._loop.add_reader(self._fd, self._readable)
+                self._start_reading()
         return data
 
     def _drop_passed_fds(self) -> None:
@@ -264,6 +275,16 @@ class _ReadAhead(FaceHooks):
             for waiter in (self._receiver, self._sender):
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+            if self._buffered and self._sock.family != getattr(socket, "AF_UNIX", -1):
+                # Bytes the peer sent and nobody received: the kernel resets a
+                # TCP connection closed with unread data; so do we, for the
+                # bytes we read ahead (SO_LINGER 0: an RST, not a FIN).
+                try:
+                    self._sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET
+                    )
+                except OSError:
+                    pass
             self._chunks.clear()
             self._buffered = 0
             while self._fd_marks:
