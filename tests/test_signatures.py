@@ -37,6 +37,7 @@ import packeteer_trio._anyio._datagram
 import packeteer_trio._anyio._listener
 import packeteer_trio._anyio._readahead
 import packeteer_trio._anyio._stream
+import packeteer_trio._anyio._transport
 import packeteer_trio._trio._abc
 import packeteer_trio._trio._datagram
 import packeteer_trio._trio._listener
@@ -58,6 +59,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio.anyio_compat,
     packeteer_trio._anyio._stream,
     packeteer_trio._anyio._readahead,
+    packeteer_trio._anyio._transport,
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,
 ]
@@ -172,6 +174,7 @@ def test_the_walk_finds_both_faces() -> None:
         "WrappedUNIXSocketStream",
         "ReadAheadSocketStream",
         "ReadAheadUNIXSocketStream",
+        "TransportSocketStream",
         "URLConnectable",
     ):
         assert expected in names, expected

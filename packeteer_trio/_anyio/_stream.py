@@ -4,7 +4,8 @@ Which class moves the bytes depends on the backend (measured, see the
 "anyio on asyncio and uvloop" section of ``benchmarks/README.md``):
 
 - sockets under asyncio with ``add_reader`` (the selector loop, uvloop): the
-  read-ahead streams of :mod:`._readahead`;
+  read-ahead streams of :mod:`._readahead` (on uvloop's TCP transports,
+  :mod:`._transport`);
 - sockets on an asyncio loop without ``add_reader`` (Windows' proactor):
   anyio's own stream on the loop's IOCP transports, made with
   ``from_socket`` from the socket the scheme connected, behind a thin shell
@@ -18,8 +19,10 @@ Which class moves the bytes depends on the backend (measured, see the
 from __future__ import annotations
 
 import array
+import asyncio
 import socket
 import sys
+from asyncio.selector_events import BaseSelectorEventLoop
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from io import IOBase
 from typing import Any, final
@@ -34,6 +37,7 @@ from .._io import FaceHooks
 from .._url import URL
 from ._backend import ANYIO, Backend, PacketeerAttribute, current_backend
 from ._readahead import ReadAheadSocketStream, ReadAheadUNIXSocketStream
+from ._transport import TransportSocketStream
 
 
 class _Lean(FaceHooks):
@@ -289,7 +293,14 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
         if backend is ANYIO:
             if unix:
                 return ReadAheadUNIXSocketStream(endpoint, backend)
-            return ReadAheadSocketStream(endpoint, backend)
+            if isinstance(asyncio.get_running_loop(), BaseSelectorEventLoop):
+                return ReadAheadSocketStream(endpoint, backend)
+            # uvloop: its TCP transport reads in C. Shielded: the connection
+            # is made (maybe accepted from a client that is waiting for us);
+            # building the transport takes one loop turn.
+            with anyio.CancelScope(shield=True):
+                stream = await TransportSocketStream.open(endpoint, backend)
+            return stream
         # Shielded: the connection is made (maybe accepted from a client that
         # is waiting for us); building the transport takes one loop turn.
         wrapped: anyio.abc.SocketStream | None = None
