@@ -58,9 +58,13 @@ from ._backend import Backend, socket_attributes
 # memory per stream stays under HIGH_WATER + READ_SIZE whatever the peer sends.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
-READ_SIZE = 65536
-# Operations that did not wait, per stream, before one yields anyway.
-BUDGET = 16
+READ_SIZE = 64 * 1024
+# An operation that did not wait costs OP_COST plus its bytes; one yields
+# when a stream has spent BUDGET so (16 small operations, or 64 KiB).
+BUDGET = 64 * 1024
+OP_COST = BUDGET // 16
+# A chunk this big means bulk flow: receive asks the kernel before it waits.
+STREAMING = 16 * 1024
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _AF_UNIX = getattr(socket, "AF_UNIX", None)
@@ -109,6 +113,7 @@ class ReadAheadBuffer(FaceHooks):
         # is what it is without us (the AF_UNIX peer's next read fails with
         # ECONNRESET, which only unread bytes in the kernel make happen).
         self._reading = False
+        self._streaming = False
 
     def _start_reading(self) -> None:
         raise AssertionError("an engine's")  # pragma: no cover
@@ -149,15 +154,28 @@ class ReadAheadBuffer(FaceHooks):
             if max_bytes < 1:
                 raise ValueError("max_bytes must be >= 1")
             if self._chunks and not self._closed:
-                self._budget -= 1
+                self._budget -= OP_COST + min(max_bytes, len(self._chunks[0]))
                 if self._budget <= 0:
                     self._budget = BUDGET
                     await self._yield(0)
             else:
-                await self._wait_for_data()
+                await self._wait_for_data(max_bytes)
             return self._take(max_bytes)
 
-    async def _wait_for_data(self) -> None:
+    def _read_now(self, size: int) -> None:
+        """An engine's read of up to *size* bytes in the caller's task."""
+
+    async def _wait_for_data(self, size: int) -> None:
+        if self._streaming and not (self._eof or self._error or self._closed):
+            # Bulk flow (the engine saw big chunks and stopped its reader):
+            # let the sender run (one yield, as anyio's streams do every
+            # time), then ask the kernel, which most likely holds more by
+            # then; only if it does not, wait for the reader callback.
+            await self._yield(0)
+            if not self._chunks:
+                self._read_now(size)
+            if self._chunks:
+                return
         if not (self._reading or self._eof or self._error or self._closed):
             self._start_reading()
         self._budget = BUDGET
@@ -195,9 +213,9 @@ class ReadAheadBuffer(FaceHooks):
         if self._fd_marks:
             self._drop_passed_fds()
         if self._buffered <= LOW_WATER and not (
-            self._reading or self._eof or self._error
+            self._reading or self._streaming or self._eof or self._error
         ):
-            self._start_reading()
+            self._start_reading()  # (in bulk flow, the next receive reads)
         return data
 
     def _drop_passed_fds(self) -> None:
@@ -273,19 +291,33 @@ class _Selecting(ReadAheadBuffer):
             self._reading = False
             self._loop.remove_reader(self._fd)
 
-    def _recv(self) -> bytes:
-        return self._sock.recv(READ_SIZE)
+    def _recv(self, size: int) -> bytes:
+        return self._sock.recv(size)
 
-    def _readable(self) -> None:
-        try:
-            data = self._recv()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            if exc.errno not in SHORT_OF_MEMORY:  # else readable: called again
-                self._failed(exc)
-        else:
+    def _read_now(self, size: int) -> None:
+        # The caller's size: the chunk then goes out whole, never sliced.
+        self._readable(size)
+
+    def _readable(self, size: int = READ_SIZE) -> None:
+        # A full read says more is waiting: read on (up to the high-water
+        # mark) in this one callback, rather than one read per loop turn.
+        while True:
+            try:
+                data = self._recv(size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno not in SHORT_OF_MEMORY:  # else readable: called again
+                    self._failed(exc)
+                return
             self._received(data)
+            # Big chunks mean bulk flow: then receive reads directly (see
+            # _wait_for_data), which costs less than a callback per chunk.
+            self._streaming = len(data) >= STREAMING
+            if self._streaming:
+                self._stop_reading()
+            if len(data) < size or not self._reading:
+                return
 
     def _writable(self) -> None:
         waiter = self._sender
@@ -294,7 +326,8 @@ class _Selecting(ReadAheadBuffer):
 
     async def send(self, item: bytes) -> None:
         with self._send_conflict:
-            self._budget -= 1  # the schedule point, before anything moves
+            # The schedule point, before anything moves.
+            self._budget -= OP_COST + len(item)
             if self._budget <= 0:
                 self._budget = BUDGET
                 await self._yield(0)
@@ -359,10 +392,8 @@ class ReadAheadSocketStream(_Selecting, anyio.abc.SocketStream):
 class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream):
     """A connected AF_UNIX socket read ahead by the loop; passes descriptors."""
 
-    def _recv(self) -> bytes:
-        data, ancdata, _flags, _address = self._sock.recvmsg(
-            READ_SIZE, _FD_SPACE, _CLOEXEC
-        )
+    def _recv(self, size: int) -> bytes:
+        data, ancdata, _flags, _address = self._sock.recvmsg(size, _FD_SPACE, _CLOEXEC)
         if ancdata:
             fds = array.array("i")
             for level, kind, payload in ancdata:
@@ -410,7 +441,7 @@ class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream):
             if self._chunks and not self._closed:
                 await self._yield(0)
             else:
-                await self._wait_for_data()
+                await self._wait_for_data(max(msglen, 1))
             # The descriptors that came with the next bytes are ours: taken
             # off first, so that _take does not close them.
             marks, fds = self._fd_marks, []

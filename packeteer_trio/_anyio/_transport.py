@@ -24,7 +24,7 @@ import anyio.abc
 
 from .._endpoints import StreamEndpoint
 from ._backend import Backend
-from ._readahead import BUDGET, ReadAheadBuffer
+from ._readahead import BUDGET, OP_COST, ReadAheadBuffer
 
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 
@@ -108,7 +108,8 @@ class TransportSocketStream(ReadAheadBuffer, anyio.abc.SocketStream):
 
     async def send(self, item: bytes) -> None:
         with self._send_conflict:
-            self._budget -= 1  # the schedule point, before anything moves
+            # The schedule point, before anything moves.
+            self._budget -= OP_COST + len(item)
             if self._budget <= 0:
                 self._budget = BUDGET
                 await self._yield(0)
