@@ -158,24 +158,24 @@ class ReadAheadBuffer(FaceHooks):
                 if self._budget <= 0:
                     self._budget = BUDGET
                     await self._yield(0)
+            elif self._streaming and not self._closed:
+                # Bulk flow (the engine saw big chunks and stopped its reader):
+                # let the sender run (one yield, as anyio's streams do every
+                # time), then ask the kernel, which most likely holds more by
+                # then; only if it does not, wait for the reader callback.
+                await self._yield(0)
+                if not self._chunks:
+                    self._read_now(max_bytes)  # the caller's size: never sliced
+                if not self._chunks:
+                    await self._wait_for_data()
             else:
-                await self._wait_for_data(max_bytes)
+                await self._wait_for_data()
             return self._take(max_bytes)
 
     def _read_now(self, size: int) -> None:
         """An engine's read of up to *size* bytes in the caller's task."""
 
-    async def _wait_for_data(self, size: int) -> None:
-        if self._streaming and not (self._eof or self._error or self._closed):
-            # Bulk flow (the engine saw big chunks and stopped its reader):
-            # let the sender run (one yield, as anyio's streams do every
-            # time), then ask the kernel, which most likely holds more by
-            # then; only if it does not, wait for the reader callback.
-            await self._yield(0)
-            if not self._chunks:
-                self._read_now(size)
-            if self._chunks:
-                return
+    async def _wait_for_data(self) -> None:
         if not (self._reading or self._eof or self._error or self._closed):
             self._start_reading()
         self._budget = BUDGET
@@ -294,10 +294,6 @@ class _Selecting(ReadAheadBuffer):
     def _recv(self, size: int) -> bytes:
         return self._sock.recv(size)
 
-    def _read_now(self, size: int) -> None:
-        # The caller's size: the chunk then goes out whole, never sliced.
-        self._readable(size)
-
     def _readable(self, size: int = READ_SIZE) -> None:
         # A full read says more is waiting: read on (up to the high-water
         # mark) in this one callback, rather than one read per loop turn.
@@ -318,6 +314,8 @@ class _Selecting(ReadAheadBuffer):
                 self._stop_reading()
             if len(data) < size or not self._reading:
                 return
+
+    _read_now = _readable
 
     def _writable(self) -> None:
         waiter = self._sender
@@ -441,7 +439,7 @@ class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream):
             if self._chunks and not self._closed:
                 await self._yield(0)
             else:
-                await self._wait_for_data(max(msglen, 1))
+                await self._wait_for_data()
             # The descriptors that came with the next bytes are ours: taken
             # off first, so that _take does not close them.
             marks, fds = self._fd_marks, []
