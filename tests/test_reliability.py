@@ -306,9 +306,7 @@ try:
 except ImportError:  # pragma: no cover - not on Windows
     pass
 else:
-    ANYIO_BACKENDS.append(
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")
-    )
+    ANYIO_BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
 
 @pytest.fixture(params=ANYIO_BACKENDS)
