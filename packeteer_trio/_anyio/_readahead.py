@@ -165,15 +165,20 @@ class ReadAheadBuffer(FaceHooks):
                 # then; only if it does not, wait for the reader callback.
                 await self._yield(0)
                 if not self._chunks:
-                    self._read_now(max_bytes)  # the caller's size: never sliced
+                    data = self._read_now(max_bytes)  # the caller's size
+                    if data is not None:
+                        return data
                 if not self._chunks:
                     await self._wait_for_data()
             else:
                 await self._wait_for_data()
             return self._take(max_bytes)
 
-    def _read_now(self, size: int) -> None:
-        """An engine's read of up to *size* bytes in the caller's task."""
+    def _read_now(self, size: int) -> bytes | None:
+        """An engine's read of up to *size* bytes in the caller's task: the
+        bytes, when they may go straight out, or None (then in the buffer,
+        if any came)."""
+        return None
 
     async def _wait_for_data(self) -> None:
         if not (self._reading or self._eof or self._error or self._closed):
@@ -315,7 +320,23 @@ class _Selecting(ReadAheadBuffer):
             if len(data) < size or not self._reading:
                 return
 
-    _read_now = _readable
+    def _read_now(self, size: int) -> bytes | None:
+        try:
+            data = self._recv(size)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            if exc.errno not in SHORT_OF_MEMORY:
+                self._failed(exc)
+            return None
+        self._streaming = len(data) >= STREAMING
+        if self._streaming and not self._fd_marks:
+            # Bulk flow goes past the buffer (it is empty: order is kept).
+            self._read_total += len(data)
+            self._taken_total += len(data)
+            return data
+        self._received(data)
+        return None
 
     def _writable(self) -> None:
         waiter = self._sender
