@@ -35,7 +35,7 @@ import trio.abc
 import packeteer_trio as pt
 import packeteer_trio._anyio._datagram
 import packeteer_trio._anyio._listener
-import packeteer_trio._anyio._readahead
+import packeteer_trio._anyio._selecting
 import packeteer_trio._anyio._stream
 import packeteer_trio._anyio._transport
 import packeteer_trio._trio._abc
@@ -58,7 +58,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._trio._wrapped,
     packeteer_trio.anyio_compat,
     packeteer_trio._anyio._stream,
-    packeteer_trio._anyio._readahead,
+    packeteer_trio._anyio._selecting,
     packeteer_trio._anyio._transport,
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,

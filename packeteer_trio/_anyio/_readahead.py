@@ -9,10 +9,10 @@ socket stays registered while the buffer holds less than
 full. That is the loop's own speed (see the "anyio on asyncio and uvloop"
 section of ``benchmarks/README.md``).
 
-Two engines fill the buffer. :class:`ReadAheadSocketStream` and
-:class:`ReadAheadUNIXSocketStream` (this module) have the loop call a reader
-callback (``add_reader``): on plain asyncio that is 2.5x cheaper per round
-trip than a selector transport, and AF_UNIX sockets are read with
+Two engines fill the buffer. :mod:`._selecting`'s streams have the loop call
+a reader callback (``add_reader``): on plain asyncio that costs 2.5x less
+CPU per round trip than a selector transport, and AF_UNIX sockets are read
+with
 ``recvmsg``, so descriptors a peer passes stay with the bytes they came with
 (a transport's ``recv()`` would drop them before ``receive_fds`` could ask).
 :mod:`._transport` has the one on uvloop's TCP transports.
@@ -24,34 +24,33 @@ trip than a selector transport, and AF_UNIX sockets are read with
   the rest (as trio's ``send_all``).
 - Waiters are plain futures, woken only when not done: a cancelled wait
   never makes asyncio report ``InvalidStateError``.
-- Every write passes ``MSG_NOSIGNAL``: a vanished peer is an error, never a
-  SIGPIPE.
+- Every write of ours passes ``MSG_NOSIGNAL``: a vanished peer is an error,
+  never a SIGPIPE.
 - Checkpoints: an operation that waits yields in its wait. One that does not
-  (the bytes were buffered, the kernel took them) yields to the loop only
-  once every :data:`BUDGET` such operations on the stream (tokio's
-  cooperative budget, per stream): ping-pong never pays for a yield, and a
-  loop that never waits still lets other tasks (and its own cancellation)
-  in. That yield comes before anything moves.
+  (the bytes were buffered, the kernel took them) costs :data:`OP_COST` plus
+  its bytes from the stream's :data:`BUDGET` and yields, before anything
+  moves, when that is spent: once per 16 small operations or per 64 KiB
+  (tokio's cooperative budget, per stream). Ping-pong never pays for a
+  yield, and a loop that never waits still lets other tasks (and its own
+  cancellation) in.
 """
 
 from __future__ import annotations
 
-import array
 import asyncio
 import errno
 import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
-from io import IOBase
-from typing import Any, final
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import anyio
 import anyio.abc
 
 from .._endpoints import StreamEndpoint
-from .._io import SHORT_OF_MEMORY, FaceHooks
+from .._io import FaceHooks
 from ._backend import Backend, socket_attributes
 
 # Stop reading above this many buffered bytes, start again at LOW_WATER:
@@ -65,13 +64,7 @@ BUDGET = 64 * 1024
 OP_COST = BUDGET // 16
 # A chunk this big means bulk flow: receive asks the kernel before it waits.
 STREAMING = 16 * 1024
-_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
-_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _AF_UNIX = getattr(socket, "AF_UNIX", None)
-# Linux's SCM_MAX_FD: the most descriptors one sendmsg() can pass.
-_MAX_FDS = 253
-_FD_SPACE = socket.CMSG_SPACE(_MAX_FDS * 4) if hasattr(socket, "CMSG_SPACE") else 0
-_BYTES_TYPES = (bytes, bytearray)
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -229,7 +222,7 @@ class ReadAheadBuffer(FaceHooks):
         marks = self._fd_marks
         while marks and marks[0][0] < self._taken_total:
             for fd in marks.popleft()[1]:
-                _close_fd(fd)
+                close_fd(fd)
 
     async def send_eof(self) -> None:
         with self._send_conflict:
@@ -263,7 +256,7 @@ class ReadAheadBuffer(FaceHooks):
         self._buffered = 0
         while self._fd_marks:
             for fd in self._fd_marks.popleft()[1]:
-                _close_fd(fd)
+                close_fd(fd)
 
     @property
     def _raw_socket(self) -> socket.socket:
@@ -274,199 +267,8 @@ class ReadAheadBuffer(FaceHooks):
         return socket_attributes(self._sock, self.url)
 
 
-def _close_fd(fd: int) -> None:
+def close_fd(fd: int) -> None:
     try:
         os.close(fd)
     except OSError:
         pass
-
-
-class _Selecting(ReadAheadBuffer):
-    """The engine on the loop's ``add_reader``/``add_writer``."""
-
-    def _start_reading(self) -> None:
-        # While registered, the loop's reader callback holds the stream: one
-        # never closed stays registered (and its fd open) until the loop
-        # closes, never a stale number in the selector.
-        self._reading = True
-        self._loop.add_reader(self._fd, self._readable)
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            self._loop.remove_reader(self._fd)
-
-    def _recv(self, size: int) -> bytes:
-        return self._sock.recv(size)
-
-    def _readable(self, size: int = READ_SIZE) -> None:
-        # A full read says more is waiting: read on (up to the high-water
-        # mark) in this one callback, rather than one read per loop turn.
-        while True:
-            try:
-                data = self._recv(size)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno not in SHORT_OF_MEMORY:  # else readable: called again
-                    self._failed(exc)
-                return
-            self._received(data)
-            # Big chunks mean bulk flow: then receive reads directly (see
-            # _wait_for_data), which costs less than a callback per chunk.
-            self._streaming = len(data) >= STREAMING
-            if self._streaming:
-                self._stop_reading()
-            if len(data) < size or not self._reading:
-                return
-
-    def _read_now(self, size: int) -> bytes | None:
-        try:
-            data = self._recv(size)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError as exc:
-            if exc.errno not in SHORT_OF_MEMORY:
-                self._failed(exc)
-            return None
-        self._streaming = len(data) >= STREAMING
-        if self._streaming and not self._fd_marks:
-            # Bulk flow goes past the buffer (it is empty: order is kept).
-            self._read_total += len(data)
-            self._taken_total += len(data)
-            return data
-        self._received(data)
-        return None
-
-    def _writable(self) -> None:
-        waiter = self._sender
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def send(self, item: bytes) -> None:
-        with self._send_conflict:
-            # The schedule point, before anything moves.
-            self._budget -= OP_COST + len(item)
-            if self._budget <= 0:
-                self._budget = BUDGET
-                await self._yield(0)
-            if self._closed or self._did_shutdown:
-                raise self._closed_error()
-            data: Any = item
-            if not isinstance(data, _BYTES_TYPES):
-                data = memoryview(data).cast("B")
-            try:
-                sent = self._sock.send(data, _NOSIGNAL)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                if exc.errno not in SHORT_OF_MEMORY:
-                    raise self._broken(exc) from exc
-                sent = 0
-            if sent < len(data):
-                await self._send_rest(data, sent)
-
-    async def _send_rest(self, data: Any, sent: int) -> None:
-        with memoryview(data) as view:
-            while sent < len(view):
-                await self._until_writable()
-                try:
-                    sent += self._sock.send(view[sent:], _NOSIGNAL)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    if exc.errno not in SHORT_OF_MEMORY:
-                        raise self._broken(exc) from exc
-                    await self._sleep(0.001)
-
-    async def _until_writable(self) -> None:
-        self._budget = BUDGET
-        self._sender = waiter = self._loop.create_future()
-        self._loop.add_writer(self._fd, self._writable)
-        try:
-            await waiter
-        finally:
-            self._sender = None
-            if not self._closed:
-                self._loop.remove_writer(self._fd)
-        if self._closed:
-            raise self._closed_error()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._stop_reading()
-            self._loop.remove_writer(self._fd)
-            self._close_buffer()
-            self._sock.close()
-            self._run_on_close()
-        await self._yield(0)
-
-
-@final
-class ReadAheadSocketStream(_Selecting, anyio.abc.SocketStream):
-    """A connected IP socket read ahead by the loop (plain asyncio)."""
-
-
-@final
-class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream):
-    """A connected AF_UNIX socket read ahead by the loop; passes descriptors."""
-
-    def _recv(self, size: int) -> bytes:
-        data, ancdata, _flags, _address = self._sock.recvmsg(size, _FD_SPACE, _CLOEXEC)
-        if ancdata:
-            fds = array.array("i")
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-            if data:
-                self._fd_marks.append((self._read_total, list(fds)))
-            else:  # descriptors without bytes: nothing could return them
-                for fd in fds:
-                    _close_fd(fd)
-        return data
-
-    async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
-        if not message:
-            raise ValueError("message must not be empty")
-        if not fds:
-            raise ValueError("fds must not be empty")
-        filenos = [fd if isinstance(fd, int) else fd.fileno() for fd in fds]
-        ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", filenos))]
-        with self._send_conflict:
-            await self._yield(0)
-            if self._closed or self._did_shutdown:
-                raise self._closed_error()
-            with memoryview(message) as view:
-                sent = 0
-                while sent < len(view):
-                    try:
-                        sent += self._sock.sendmsg([view[sent:]], ancdata, _NOSIGNAL)
-                    except BlockingIOError:
-                        await self._until_writable()
-                        continue
-                    except OSError as exc:
-                        if exc.errno not in SHORT_OF_MEMORY:
-                            raise self._broken(exc) from exc
-                        await self._sleep(0.001)
-                        continue
-                    ancdata = []  # the descriptors went with the first write
-
-    async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
-        if not isinstance(msglen, int) or msglen < 0:
-            raise ValueError("msglen must be a non-negative integer")
-        if not isinstance(maxfds, int) or maxfds < 1:
-            raise ValueError("maxfds must be a positive integer")
-        with self._receive_conflict:
-            if self._chunks and not self._closed:
-                await self._yield(0)
-            else:
-                await self._wait_for_data()
-            # The descriptors that came with the next bytes are ours: taken
-            # off first, so that _take does not close them.
-            marks, fds = self._fd_marks, []
-            while marks and marks[0][0] <= self._taken_total:
-                fds += marks.popleft()[1]
-            message = self._take(msglen) if msglen else b""
-        for fd in fds[maxfds:]:  # what recvmsg would have cut (MSG_CTRUNC)
-            _close_fd(fd)
-        return message, fds[:maxfds]

@@ -4,7 +4,7 @@ Which class moves the bytes depends on the backend (measured, see the
 "anyio on asyncio and uvloop" section of ``benchmarks/README.md``):
 
 - sockets under asyncio with ``add_reader`` (the selector loop, uvloop): the
-  read-ahead streams of :mod:`._readahead` (on uvloop's TCP transports,
+  read-ahead streams of :mod:`._selecting` (on uvloop's TCP transports,
   :mod:`._transport`);
 - sockets on an asyncio loop without ``add_reader`` (Windows' proactor):
   anyio's own stream on the loop's IOCP transports, made with
@@ -36,7 +36,7 @@ from .._fdio import FIRST_PAUSE, PipeIO, SocketIO
 from .._io import FaceHooks
 from .._url import URL
 from ._backend import ANYIO, Backend, PacketeerAttribute, current_backend
-from ._readahead import ReadAheadSocketStream, ReadAheadUNIXSocketStream
+from ._selecting import ReadAheadSocketStream, ReadAheadUNIXSocketStream
 from ._transport import TransportSocketStream
 
 
