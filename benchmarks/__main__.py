@@ -21,6 +21,7 @@ MODULES = [
     "datagrams",
     "anyio_layer",
     "relay",
+    "sendfile",
     "scheduler",
     "scaling",
     "workers",

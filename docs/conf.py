@@ -59,7 +59,7 @@ python_use_unqualified_type_names = True
 nitpicky = True
 # Without intersphinx, names of other projects cannot resolve: they stay text.
 _EXTERNAL = (
-    r"(trio|anyio|httpx|httpcore|typing|typing_extensions|collections|socket|ssl|os|enum|"
+    r"(trio|anyio|httpx|httpcore|hypercorn|typing|typing_extensions|collections|socket|ssl|os|enum|"
     r"types|abc|contextlib|builtins|io|pathlib|array|mmap|_typeshed)(\..+)?"
 )
 _BUILTINS = (

@@ -10,6 +10,7 @@ from importlib.metadata import version as _version
 
 from ._api import connect, connect_datagram, listen, open_datagram, serve
 from ._errors import (
+    DescriptorsDropped,
     InvalidURL,
     PacketeerError,
     SocketActivationError,
@@ -21,8 +22,11 @@ from ._extend import (
     register_scheme,
     unregister_scheme,
 )
+from ._fdpass import Credentials
 from ._trio._abc import DatagramChannel, DatagramSocket, Listener, Stream
+from ._trio._datagram import OSDatagramChannel, OSDatagramSocket
 from ._trio._packet import PacketChannel
+from ._trio._seqpacket import SeqpacketChannel
 from ._trio._stream import PipeStream, SocketStream
 from ._trio._wrapped import (
     WrappedDatagramChannel,
@@ -43,18 +47,23 @@ except _PackageNotFoundError:  # pragma: no cover - imported from an uninstalled
 __all__ = [
     "IO_EVENTS",
     "URL",
+    "Credentials",
     "DatagramChannel",
     "DatagramSchemeFactory",
     "DatagramSocket",
+    "DescriptorsDropped",
     "Events",
     "InvalidURL",
     "Listener",
+    "OSDatagramChannel",
+    "OSDatagramSocket",
     "PacketChannel",
     "PacketeerError",
     "PipeStream",
     "Query",
     "Registration",
     "Scheduler",
+    "SeqpacketChannel",
     "SocketActivationError",
     "SocketStream",
     "Stream",

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._errors import InvalidURL
+from ._errors import InvalidURL, PacketeerError
 from ._url import URL
 
 WaitFd = Callable[[int], Awaitable[None]]
@@ -89,6 +89,17 @@ class ListenerEndpoint(ABC):
     @abstractmethod
     async def wait_acceptable(self, wait_readable: WaitFd) -> None:
         """Wait until :meth:`try_accept` may succeed, using the face's waiter."""
+
+    def detach(self) -> list[socket.socket]:
+        """Give up the listening sockets without closing them: the caller's now.
+
+        :meth:`close` then closes no descriptor. PacketeerError (and nothing
+        changes) for a listener without sockets.
+        """
+        raise PacketeerError(
+            f"{self.url}: this listener has no socket to hand over (only socket "
+            "listeners can be detached)"
+        )
 
     @abstractmethod
     def close(self) -> None:

@@ -46,3 +46,23 @@ def with_url(exc: OSError, url: URL | str, action: str) -> OSError:
         return type(exc)(exc.errno, message)
     except TypeError:  # an OSError subclass with its own constructor
         return OSError(exc.errno, message)
+
+
+class DescriptorsDropped(PacketeerError):
+    """A message came with descriptors the receiver did not ask for.
+
+    More than ``maxfds`` arrived, or more than the control buffer held (the
+    kernel set ``MSG_CTRUNC``), or they came with a receive that asked for
+    none. Every descriptor that came with the message has been closed, so
+    none leaks whether this is caught or not; the message itself is not
+    lost: ``message`` holds its bytes. ``received`` is how many descriptors
+    were closed; ``truncated`` is true when the kernel dropped some too.
+    """
+
+    def __init__(
+        self, text: str, *, message: bytes, received: int, truncated: bool
+    ) -> None:
+        super().__init__(text)
+        self.message = message
+        self.received = received
+        self.truncated = truncated

@@ -330,6 +330,7 @@ class ListenerIO:
     url: URL
     _endpoint: ListenerEndpoint
     _closed: bool
+    _released: bool
     _conflict: ConflictDetector
     _checkpoint: Checkpoint
     _checkpoint_if_cancelled: Checkpoint
@@ -342,6 +343,7 @@ class ListenerIO:
         self._endpoint = endpoint
         self.url = endpoint.url
         self._closed = False
+        self._released = False  # the endpoint closed (after detach() too)
         self._conflict = ConflictDetector(busy, face.busy_exception)
         self._checkpoint = face.checkpoint
         self._checkpoint_if_cancelled = face.checkpoint_if_cancelled
@@ -369,12 +371,26 @@ class ListenerIO:
             waited = True
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
+        if not self._released:
+            self._released = self._closed = True
             for fd in self._endpoint.fds():
                 self._notify_closing(fd)
+            # After detach() this closes no descriptor, only removes what the
+            # listener still owns on disk (a local:// socket file, if ours).
             self._endpoint.close()
         await self._checkpoint()
+
+    def detach(self) -> list[socket.socket]:
+        """Hand the listening sockets over; the listener is closed for accepting."""
+        if self._closed:
+            raise self._closed_error()
+        socks = self._endpoint.detach()  # raises, leaving us open, if it has none
+        self._closed = True
+        for sock in socks:
+            # Tasks in accept() wake with the closed error, and the event loop
+            # forgets the fd: its next owner registers it afresh.
+            self._notify_closing(sock.fileno())
+        return socks
 
     @property
     def sockets(self) -> list[socket.socket]:

@@ -34,7 +34,12 @@ from ._endpoints import (
 from ._errors import InvalidURL, UnsupportedScheme
 from ._url import URL, install_scheme_rules
 
-BEHAVIOURS = {"stream": "stream", "datagram": "datagram", "dgram": "datagram"}
+BEHAVIOURS = {
+    "stream": "stream",
+    "datagram": "datagram",
+    "dgram": "datagram",
+    "seqpacket": "seqpacket",
+}
 
 Validate = Callable[[URL, str], URL]
 ConnectStream = Callable[[URL], Awaitable[StreamEndpoint]]
@@ -58,7 +63,7 @@ def _generic_rules(url: URL, text: str, name: str, behaviours: frozenset[str]) -
         if behaviour not in BEHAVIOURS:
             raise InvalidURL(
                 f"{text!r}: behaviour={behaviour!r} is not one of "
-                "stream, datagram, dgram"
+                "stream, datagram, dgram, seqpacket"
             )
         if BEHAVIOURS[behaviour] not in behaviours:
             raise InvalidURL(
@@ -80,7 +85,8 @@ class Scheme:
     ``unsupported`` names the reason (and the alternative) on platforms that
     lack the scheme; such a scheme rejects every URL with UnsupportedScheme.
     ``connect_packet`` opens a packet device (tun/tap) that is no socket;
-    ``connect_datagram()`` gives a channel over it.
+    ``connect_datagram()`` gives a channel over it. ``seqpacket``: its
+    ``connect``/``listen`` take ``?behaviour=seqpacket`` (local://).
     """
 
     name: str
@@ -91,12 +97,15 @@ class Scheme:
     connect_datagram: ConnectDatagram | None = None
     unsupported: str | None = None
     connect_packet: ConnectPacket | None = None
+    seqpacket: bool = False
 
     @property
     def behaviours(self) -> frozenset[str]:
         found = set()
         if self.connect or self.listen:
             found.add("stream")
+            if self.seqpacket:
+                found.add("seqpacket")
         if self.open_datagram or self.connect_datagram or self.connect_packet:
             found.add("datagram")
         return frozenset(found)

@@ -93,7 +93,8 @@ class URL:
 
     @property
     def behaviour(self) -> str:
-        """``"stream"`` or ``"datagram"``, as asked for by ``?behaviour=``."""
+        """``"stream"``, ``"datagram"`` or ``"seqpacket"``, as asked for by
+        ``?behaviour=``."""
         value = self.query.get("behaviour", "")
         return "datagram" if value in ("datagram", "dgram") else value or "stream"
 

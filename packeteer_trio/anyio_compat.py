@@ -12,7 +12,9 @@ backend::
 - :func:`connect` returns an :class:`anyio.abc.SocketStream` for sockets
   (:class:`anyio.abc.UNIXSocketStream` for ``local://`` paths and abstract
   names) and an :class:`anyio.abc.ByteStream` for pipes (``anon://``,
-  ``fifo://``, the unnamed ``local://``);
+  ``fifo://``, the unnamed ``local://``); ``local://…?behaviour=seqpacket``
+  gives a :class:`SeqpacketStream`, an :class:`anyio.abc.ObjectStream` of
+  whole records (and a ``ByteStream``);
 - :func:`listen` returns an :class:`anyio.abc.Listener`, :func:`serve` runs
   one;
 - :func:`open_datagram` returns a :class:`DatagramSocket`, an
@@ -50,6 +52,7 @@ import packeteer_trio._open as _open
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
 from ._anyio._listener import Listener
+from ._anyio._seqpacket import SeqpacketStream
 from ._anyio._stream import wrap_stream
 from ._endpoints import PacketEndpoint
 from ._url import URL
@@ -60,6 +63,7 @@ __all__ = [
     "Listener",
     "PacketChannel",
     "PacketeerAttribute",
+    "SeqpacketStream",
     "URLConnectable",
     "connect",
     "connect_datagram",

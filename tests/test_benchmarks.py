@@ -47,7 +47,7 @@ def test_table_has_a_line_per_row() -> None:
 def test_runner_smoke() -> None:
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "benchmarks", "scheduler", "pipes"),
+            *(sys.executable, "-m", "benchmarks", "scheduler", "pipes", "sendfile"),
             *("--rounds", "1", "--scale", "0.01"),
         ],
         cwd=ROOT,
@@ -58,6 +58,8 @@ def test_runner_smoke() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "| scheduler |" in result.stdout and "| pipes |" in result.stdout
+    if sys.platform == "linux":  # the sendfile comparison's sink splices
+        assert "| sendfile |" in result.stdout
 
 
 def test_runner_rejects_unknown_names() -> None:

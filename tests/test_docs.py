@@ -28,7 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import trio
 
 import packeteer_trio as pt
 from packeteer_trio import tls
@@ -393,6 +395,106 @@ def http_fd(block: Block, tmp_path: Path) -> None:
     assert server.accepted == 1
 
 
+# -- docs/asgi.md: the blocks serve, httpx asks -----------------------------------
+
+# The app of docs/asgi.md's first block, for the blocks that serve "app".
+ASGI_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            event = await receive()
+            await send({"type": event["type"] + ".complete"})
+            if event["type"] == "lifespan.shutdown":
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+"""
+
+
+def _ask(server: subprocess.Popen[bytes], url: str, **client: Any) -> str:
+    """A GET to *url* with packeteer_trio.http's httpx client, retried while
+    the *server* is still starting (no socket file yet)."""
+    from packeteer_trio import http
+
+    async def get() -> str:
+        with trio.fail_after(TIMEOUT):
+            while True:
+                try:
+                    async with http.client(url, **client) as session:
+                        return (await session.get("/")).text
+                except httpx.ConnectError:
+                    if server.poll() is not None:
+                        raise AssertionError(server.communicate()[1].decode()) from None
+                    await trio.sleep(0.05)
+
+    return trio.run(get)
+
+
+def _serving(
+    block: Block, tmp_path: Path, source: str, *options: str, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """The block (as *source*) started in the background."""
+    argv = [sys.executable, str(RUNNER), str(_program(block, tmp_path, source))]
+    return subprocess.Popen(
+        [*argv, block.name, *options], stderr=subprocess.PIPE, **popen
+    )
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+    server.communicate(timeout=TIMEOUT)
+
+
+def asgi_serve(block: Block, tmp_path: Path) -> None:
+    assert run_block(block, tmp_path).stdout == "hello\n"
+    assert not (tmp_path / "app.sock").exists()
+
+
+def asgi_uvicorn(block: Block, tmp_path: Path) -> None:
+    assert run_block(block, tmp_path).stdout == "hello from uvicorn\n"
+    assert not (tmp_path / "app.sock").exists()
+
+
+def asgi_https_local(block: Block, tmp_path: Path) -> None:
+    """hypercorn's TLS over the unix socket; an https:// client asks."""
+    import ssl
+
+    cafile, keyfile = _ca_files(tmp_path, "myapp.local")
+    # (under /tmp/: _program moves what the block names there into tmp_path)
+    shown = f"/tmp/{keyfile.name}"
+    edited = ASGI_APP + block.source.replace("/etc/myapp/server.pem", shown)
+    edited = edited.replace("/run/myapp.sock", "/tmp/myapp.sock")
+    server = _serving(block, tmp_path, edited, env=env())
+    try:
+        verify = ssl.create_default_context(cafile=str(cafile))
+        url = f"local://{tmp_path}/myapp.sock"
+        answer = _ask(server, url, verify=verify, base_url="https://myapp.local")
+        assert answer == "hello"
+    finally:
+        _stop(server)
+
+
+def asgi_activation(block: Block, tmp_path: Path) -> None:
+    """Started as by systemd: a listening socket named web, as fd 3."""
+    with _activated_socket() as listener:
+        server = _serving(
+            block,
+            tmp_path,
+            block.source,
+            "--activate",
+            "web",
+            pass_fds=(listener.fileno(),),
+            env={**env(), "DOC_LISTEN_FD": str(listener.fileno())},
+        )
+        try:
+            host, port = listener.getsockname()
+            assert _ask(server, f"tcp://{host}:{port}") == "hello, activated"
+            assert server.poll() is None  # still serving
+        finally:
+            _stop(server)
+
+
 RUNNERS: dict[str, Callable[[Block, Path], None]] = {
     "http-docker": http_docker,
     "http-asyncio": http_docker,
@@ -412,6 +514,10 @@ RUNNERS: dict[str, Callable[[Block, Path], None]] = {
     "tun-example": tun_example,
     "workers-example": workers_example,
     "multicast-example": multicast_example,
+    "asgi-serve": asgi_serve,
+    "asgi-https-local": asgi_https_local,
+    "asgi-activation": asgi_activation,
+    "asgi-uvicorn": asgi_uvicorn,
 }
 
 

@@ -921,7 +921,8 @@ def test_send_fds(
     when: str,
     outcomes: dict[str, str],
 ) -> None:
-    """send_fds / receive_fds (sendmsg/recvmsg with SCM_RIGHTS)."""
+    """send_fds / receive_fds (sendmsg/recvmsg with SCM_RIGHTS): the shared
+    core (_fdpass) on both backends."""
     subject = client(subjects, face, peers, tmp)
     url = stream_url("local", tmp)
     result = run_command(subject, {"op": "fds", "url": url}, (syscall, error, when))

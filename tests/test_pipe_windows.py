@@ -246,6 +246,20 @@ def deadline(
     return run
 
 
+@pytest.mark.trio
+@deadline
+async def test_a_pipe_listener_cannot_be_detached(env: Env) -> None:
+    """No socket to hand to hypercorn or uvicorn: PacketeerError, and the
+    listener goes on accepting (docs/asgi.md, Windows)."""
+    async with await pt.listen(env.url()) as listener:
+        with pytest.raises(PacketeerError, match="no socket to hand over"):
+            listener.detach()
+        async with await pt.connect(listener.url) as client:
+            async with await listener.accept() as server:
+                await client.send_all(b"still listening")
+                assert await server.receive_some() == b"still listening"
+
+
 async def pipe_pair(url: str) -> tuple[pt.Stream, pt.Stream]:
     async with await pt.listen(url) as listener:
         client = await pt.connect(listener.url)

@@ -55,6 +55,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._trio._listener,
     packeteer_trio._trio._datagram,
     packeteer_trio._trio._packet,
+    packeteer_trio._trio._seqpacket,
     packeteer_trio._trio._wrapped,
     packeteer_trio.anyio_compat,
     packeteer_trio._anyio._stream,
@@ -62,6 +63,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._anyio._transport,
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,
+    packeteer_trio._anyio._seqpacket,
 ]
 ABCS: frozenset[type] = frozenset(
     value
@@ -175,6 +177,8 @@ def test_the_walk_finds_both_faces() -> None:
         "ReadAheadSocketStream",
         "ReadAheadUNIXSocketStream",
         "TransportSocketStream",
+        "SeqpacketChannel",
+        "SeqpacketStream",
         "URLConnectable",
     ):
         assert expected in names, expected

@@ -27,6 +27,7 @@ import anyio
 import anyio.abc
 
 from .._datagram_core import DEFAULT_MAX_SIZE, Data, DatagramCore
+from .._datagram_fds import BoundFdIO, ConnectedFdIO
 from .._datagram_io import BoundDatagramIO, ConnectedDatagramIO
 from .._endpoints import DatagramEndpoint, PacketEndpoint
 from .._packet_core import PacketIO
@@ -55,13 +56,18 @@ Packet = tuple[bytes, URL]
 
 @final
 class DatagramSocket(
-    BoundDatagramIO, _AnyioDatagram, anyio.abc.UnreliableObjectStream[Packet]
+    BoundDatagramIO,
+    BoundFdIO,
+    _AnyioDatagram,
+    anyio.abc.UnreliableObjectStream[Packet],
 ):
     """A bound, unconnected datagram socket: items are ``(data, address)``.
 
     ``receive()`` returns ``(data, sender)`` with *sender* a URL that can be
     passed straight back: ``await sock.send((reply, sender))``. Addresses
-    sent to may be ``str`` or ``URL``. ``url`` is the bound address.
+    sent to may be ``str`` or ``URL``. ``url`` is the bound address. On
+    ``local://``: ``send_fds_to``, ``receive_fds_from``, ``receive_fds`` and
+    (``?passcred=1``) ``receive_with_credentials``, as on the trio face.
     """
 
     def send(self, item: tuple[Data, str | URL]) -> Coroutine[Any, Any, None]:
@@ -82,13 +88,17 @@ class DatagramSocket(
 
 @final
 class DatagramChannel(
-    ConnectedDatagramIO, _AnyioDatagram, anyio.abc.UnreliableObjectStream[bytes]
+    ConnectedDatagramIO,
+    ConnectedFdIO,
+    _AnyioDatagram,
+    anyio.abc.UnreliableObjectStream[bytes],
 ):
     """A connected datagram socket: ``send(data)``/``receive()``, one datagram each.
 
     ``url`` is the peer. A peer that is not there shows as
     ConnectionRefusedError from a later send or receive (ICMP port
-    unreachable); the channel stays usable.
+    unreachable); the channel stays usable. On ``local://``: ``send_fds``,
+    ``receive_fds`` and (``?passcred=1``) ``receive_with_credentials``.
     """
 
     # The shared loop has trio's parameter name (``value``); anyio's is

@@ -34,6 +34,11 @@ class Listener(ListenerIO, anyio.abc.Listener[anyio.abc.ByteStream]):
     Socket listeners provide :class:`anyio.abc.SocketAttribute`'s ``family``,
     ``local_address``, ``local_port`` and ``raw_socket`` (of the first
     socket, when a name bound several families).
+
+    ``detach()`` hands the listening sockets over, as the trio face's
+    :meth:`packeteer_trio.Listener.detach` (``accept`` then raises
+    :exc:`anyio.ClosedResourceError`; ``aclose`` still removes a
+    ``local://`` socket file that is still ours).
     """
 
     def __init__(self, endpoint: ListenerEndpoint) -> None:

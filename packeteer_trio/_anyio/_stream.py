@@ -9,7 +9,8 @@ Which class moves the bytes depends on the backend (measured, see the
 - sockets on an asyncio loop without ``add_reader`` (Windows' proactor):
   anyio's own stream on the loop's IOCP transports, made with
   ``from_socket`` from the socket the scheme connected, behind a thin shell
-  that adds the URL;
+  that adds the URL (and, for AF_UNIX, descriptor passing from
+  :mod:`.._fdpass`);
 - sockets under trio, and pipes everywhere: the lean loops of
   :mod:`.._fdio` (shared with the trio face) with anyio's waits bound in,
   keeping trio's checkpoint sandwich: cancellation never arrives after bytes
@@ -18,13 +19,10 @@ Which class moves the bytes depends on the backend (measured, see the
 
 from __future__ import annotations
 
-import array
 import asyncio
 import socket
-import sys
 from asyncio.selector_events import BaseSelectorEventLoop
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
-from io import IOBase
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, final
 
 import anyio
@@ -32,11 +30,13 @@ import anyio.abc
 
 from .._endpoints import StreamEndpoint
 from .._errors import PacketeerError
-from .._fdio import FIRST_PAUSE, PipeIO, SocketIO
+from .._fdio import PipeIO, SocketIO
+from .._fdpass import StreamFdPassing
 from .._io import FaceHooks
 from .._url import URL
 from ._backend import ANYIO, Backend, PacketeerAttribute, current_backend
 from ._selecting import ReadAheadSocketStream, ReadAheadUNIXSocketStream
+from ._seqpacket import SeqpacketStream
 from ._transport import TransportSocketStream
 
 
@@ -89,76 +89,18 @@ class LeanSocketStream(_LeanSocket, anyio.abc.SocketStream):
 
 
 @final
-class LeanUNIXSocketStream(_LeanSocket, anyio.abc.UNIXSocketStream):
-    """A connected AF_UNIX socket moved by a lean loop; passes descriptors too."""
+class LeanUNIXSocketStream(_LeanSocket, StreamFdPassing, anyio.abc.UNIXSocketStream):
+    """A connected AF_UNIX socket moved by the lean loop (anyio's trio backend).
+
+    Passes descriptors with :mod:`.._fdpass` (shared with the trio face):
+    anyio's signatures, and no received descriptor is ever leaked.
+    """
+
+    _end_of_stream = anyio.EndOfStream
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return {**super().extra_attributes, PacketeerAttribute.url: lambda: self.url}
-
-    async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
-        if sys.platform == "win32":  # pragma: no cover - CPython has no AF_UNIX there
-            raise _no_af_unix(self.url)
-        if not message:
-            raise ValueError("message must not be empty")
-        if not fds:
-            raise ValueError("fds must not be empty")
-        filenos = [fd if isinstance(fd, int) else fd.fileno() for fd in fds]
-        ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", filenos))]
-        with self._send_conflict:
-            await self._checkpoint()
-            if self._closed or self._did_shutdown:
-                raise self._closed_error()
-            with memoryview(message) as view:
-                sent, pause = 0, FIRST_PAUSE
-                while sent < len(view):
-                    try:
-                        sent += self._sock.sendmsg([view[sent:]], ancdata)
-                    except BlockingIOError:
-                        await self._wait_writable(self._fd)
-                        continue
-                    except OSError as exc:  # ENOMEM, ENOBUFS: pause and retry
-                        pause = await self._pause_for_memory(exc, pause)
-                        continue
-                    ancdata = []  # the descriptors went with the first write
-
-    async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
-        if sys.platform == "win32":  # pragma: no cover - CPython has no AF_UNIX there
-            raise _no_af_unix(self.url)
-        if not isinstance(msglen, int) or msglen < 0:
-            raise ValueError("msglen must be a non-negative integer")
-        if not isinstance(maxfds, int) or maxfds < 1:
-            raise ValueError("maxfds must be a positive integer")
-        fds = array.array("i")
-        with self._receive_conflict:
-            await self._checkpoint()
-            if self._closed:
-                raise self._closed_error()
-            pause = FIRST_PAUSE
-            while True:
-                try:
-                    message, ancdata, _, _ = self._sock.recvmsg(
-                        msglen, socket.CMSG_LEN(maxfds * fds.itemsize)
-                    )
-                    break
-                except BlockingIOError:
-                    await self._wait_readable(self._fd)
-                except OSError as exc:  # ENOMEM, ENOBUFS: pause and retry
-                    pause = await self._pause_for_memory(exc, pause)
-        if not message and not ancdata:
-            raise anyio.EndOfStream
-        for level, kind, data in ancdata:
-            if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
-                raise RuntimeError(
-                    f"{self.url}: unexpected ancillary data (level {level}, "
-                    f"type {kind}) with message {message!r}"
-                )
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-        return message, list(fds)
-
-
-def _no_af_unix(url: URL) -> PacketeerError:
-    return PacketeerError(f"{url}: descriptors pass only over AF_UNIX (POSIX)")
 
 
 class _Shell:
@@ -231,22 +173,38 @@ class WrappedSocketStream(_Shell, anyio.abc.SocketStream):
 
 
 @final
-class WrappedUNIXSocketStream(_Shell, anyio.abc.UNIXSocketStream):
-    """anyio's own AF_UNIX stream (asyncio), plus the URL."""
+class WrappedUNIXSocketStream(_Shell, StreamFdPassing, anyio.abc.UNIXSocketStream):
+    """anyio's own AF_UNIX stream (asyncio), plus the URL; descriptors pass
+    through :mod:`.._fdpass` (anyio's own ``receive_fds`` would leave
+    descriptors beyond *maxfds* to the kernel unreported)."""
 
-    _inner: anyio.abc.UNIXSocketStream
+    _end_of_stream = anyio.EndOfStream
 
     def __init__(
-        self, inner: anyio.abc.UNIXSocketStream, endpoint: StreamEndpoint
+        self,
+        inner: anyio.abc.UNIXSocketStream,
+        endpoint: StreamEndpoint,
+        backend: Backend,
     ) -> None:
         super().__init__(inner, endpoint)
-        vars(self).update(send_fds=inner.send_fds, receive_fds=inner.receive_fds)
+        self._fd = self._sock.fileno()
+        self._closed = False
+        self._bind(backend)
+        # Ours guard send_fds/receive_fds; anyio's guard its send/receive.
+        self._conflicts(backend, "sending to", "receiving from")
 
-    async def send_fds(self, message: bytes, fds: Collection[int | IOBase]) -> None:
-        await self._inner.send_fds(message, fds)
+    @property
+    def url(self) -> URL:
+        """The URL this stream was opened with, narrowed and resolved."""
+        return self._url
 
-    async def receive_fds(self, msglen: int, maxfds: int) -> tuple[bytes, list[int]]:
-        return await self._inner.receive_fds(msglen, maxfds)
+    @url.setter
+    def url(self, value: URL) -> None:  # FaceHooks' url is an attribute
+        self._url = value
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await super().aclose()
 
 
 @final
@@ -285,6 +243,8 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
             )
         if sock is None:
             return PipeStream(endpoint, backend)
+        if sock.type == getattr(socket, "SOCK_SEQPACKET", -1):
+            return SeqpacketStream(endpoint, backend)
         unix = sock.family == getattr(socket, "AF_UNIX", None)
         if backend.is_trio:
             if unix:
@@ -307,7 +267,7 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
         with anyio.CancelScope(shield=True):
             if unix:
                 inner_unix = await anyio.abc.UNIXSocketStream.from_socket(sock)
-                wrapped = WrappedUNIXSocketStream(inner_unix, endpoint)
+                wrapped = WrappedUNIXSocketStream(inner_unix, endpoint, backend)
             else:
                 inner = await anyio.abc.SocketStream.from_socket(sock)
                 wrapped = WrappedSocketStream(inner, endpoint)

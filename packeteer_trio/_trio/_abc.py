@@ -18,7 +18,7 @@ from __future__ import annotations
 import socket
 from abc import abstractmethod
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, BinaryIO
 
 import trio
 
@@ -40,6 +40,19 @@ class Stream(trio.abc.HalfCloseableStream):
     @abstractmethod
     async def receive_into(self, buffer: Any) -> int:
         """Receive into *buffer* (a writable bytes-like); 0 means end of file."""
+
+    @abstractmethod
+    async def send_file(
+        self, file: BinaryIO, offset: int = 0, count: int | None = None
+    ) -> int:
+        """Send *count* bytes (None: to its end) of a regular *file* from *offset*.
+
+        Zero-copy (``os.sendfile``) where the OS allows; returns the number
+        of bytes sent, fewer than *count* only if the file ended first. The
+        file's position ends at ``offset`` plus that, also when cancelled or
+        failing. See docs/api.md for which streams copy instead, and what a
+        cancellation leaves.
+        """
 
     @abstractmethod
     def fileno(self) -> int:
@@ -73,6 +86,21 @@ class Listener(trio.abc.Listener[Stream]):
     @abstractmethod
     def fileno(self) -> int:
         """The (first) listening descriptor."""
+
+    @abstractmethod
+    def detach(self) -> list[socket.socket]:
+        """Hand the listening sockets over to other code, open, and stop using them.
+
+        Returns every socket the URL listens on (several for a host name
+        bound in more than one family), still listening and non-blocking;
+        they are the caller's from then on: we never close or wait on them
+        again. The listener is closed (``accept`` raises
+        :exc:`trio.ClosedResourceError`), except that ``aclose()`` still
+        removes a ``local://`` socket file if it is still the one we bound:
+        call it once the new owner is done with the socket. PacketeerError,
+        and the listener stays open, if it has no socket (a FIFO, a Windows
+        pipe, a user scheme's listener).
+        """
 
     @abstractmethod
     def _scheduler_fds(self) -> tuple[int | None, int | None]: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import final
 
 from .._datagram_core import DatagramCore
+from .._datagram_fds import BoundFdIO, ConnectedFdIO
 from .._datagram_io import BoundDatagramIO, ConnectedDatagramIO
 from .._endpoints import DatagramEndpoint
 from .._sockinfo import socket_url
@@ -28,8 +29,14 @@ def _start(sock: DatagramCore) -> None:
 
 
 @final
-class OSDatagramSocket(BoundDatagramIO, DatagramSocket):
-    """A :class:`DatagramSocket` over a bound, unconnected socket."""
+class OSDatagramSocket(BoundDatagramIO, BoundFdIO, DatagramSocket):
+    """A :class:`DatagramSocket` over a bound, unconnected socket.
+
+    On ``local://`` it passes descriptors (``send_fds_to``,
+    ``receive_fds_from``, ``receive_fds``) and, opened with ``?passcred=1``
+    on Linux, receives each datagram's sender credentials
+    (``receive_with_credentials``).
+    """
 
     _shown_as = "DatagramSocket"
 
@@ -39,8 +46,12 @@ class OSDatagramSocket(BoundDatagramIO, DatagramSocket):
 
 
 @final
-class OSDatagramChannel(ConnectedDatagramIO, DatagramChannel):
-    """A :class:`DatagramChannel` over a connected socket."""
+class OSDatagramChannel(ConnectedDatagramIO, ConnectedFdIO, DatagramChannel):
+    """A :class:`DatagramChannel` over a connected socket.
+
+    On ``local://``: ``send_fds``, ``receive_fds`` and (``?passcred=1``)
+    ``receive_with_credentials``, as :class:`OSDatagramSocket`.
+    """
 
     _shown_as = "DatagramChannel"
 

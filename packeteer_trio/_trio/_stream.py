@@ -7,17 +7,23 @@ what only trio users see (``split``, addresses, peer credentials).
 
 from __future__ import annotations
 
+import socket
 import sys
+from collections.abc import Callable
 from typing import final
 
 from .._endpoints import StreamEndpoint
 from .._fdio import DEFAULT_RECEIVE_SIZE, PipeIO, SocketIO
+from .._fdpass import StreamFdPassing
 from .._io import FaceHooks, FdHolder
+from .._sendfile import SENDFILE_TO_PIPES, SendFileIO, fd_writer, socket_writer
 from .._sockinfo import peer_credentials, socket_url
 from .._url import URL
 from ._abc import Stream
 from ._face import TRIO
+from ._seqpacket import SeqpacketChannel
 
+_SEQPACKET = getattr(socket, "SOCK_SEQPACKET", -1)
 __all__ = ["DEFAULT_RECEIVE_SIZE", "PipeStream", "SocketStream", "stream_from_endpoint"]
 
 
@@ -35,12 +41,24 @@ def _start(stream: FaceHooks, endpoint: StreamEndpoint) -> None:
 
 
 @final
-class SocketStream(SocketIO, Stream):
-    """A stream over a connected socket (tcp, tcp4, tcp6, local)."""
+class SocketStream(SocketIO, StreamFdPassing, SendFileIO, Stream):
+    """A stream over a connected socket (tcp, tcp4, tcp6, local).
+
+    On ``local://`` it passes descriptors too: ``send_fds(message, fds)``,
+    ``receive_fds(msglen, maxfds)`` (anyio's signatures; see
+    ``docs/local-ipc.md``).
+    """
+
+    _sendfile_ok = True
 
     def __init__(self, endpoint: StreamEndpoint) -> None:
         _start(self, endpoint)
         self._init_socket(endpoint)
+
+    def _file_sink(self) -> tuple[int, Callable[[memoryview], int]]:
+        if self._closed or self._did_shutdown:
+            raise self._closed_error()
+        return self._fd, socket_writer(self._sock)
 
     @property
     def local_address(self) -> URL:
@@ -61,16 +79,24 @@ class SocketStream(SocketIO, Stream):
 
 
 @final
-class PipeStream(PipeIO, Stream):
+class PipeStream(PipeIO, SendFileIO, Stream):
     """A stream over one or two pipe descriptors (anon, fifo, unnamed local).
 
     A one-way end (a FIFO's reader or writer) behaves on its missing side like
     a stream that was already half-closed: sending raises ClosedResourceError.
     """
 
+    _sendfile_ok = SENDFILE_TO_PIPES
+
     def __init__(self, endpoint: StreamEndpoint) -> None:
         _start(self, endpoint)
         self._init_pipe(endpoint)
+
+    def _file_sink(self) -> tuple[int, Callable[[memoryview], int]]:
+        writer = self._writer
+        if writer is None or writer.closed:
+            raise self._one_way_error("sending")
+        return writer.fd, fd_writer(writer.fd)
 
     def split(self) -> tuple[PipeStream, PipeStream]:
         """Hand the two directions to two new one-way streams: ``(send, receive)``.
@@ -125,6 +151,8 @@ class PipeStream(PipeIO, Stream):
 def stream_from_endpoint(endpoint: StreamEndpoint) -> Stream:
     """The trio stream for a raw endpoint; takes ownership of its descriptors."""
     if endpoint.sock is not None:
+        if endpoint.sock.type == _SEQPACKET:
+            return SeqpacketChannel(endpoint)
         return SocketStream(endpoint)
     if sys.platform == "win32" and (  # pragma: no cover
         endpoint.read_handle is not None or endpoint.write_handle is not None

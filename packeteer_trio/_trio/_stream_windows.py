@@ -32,7 +32,7 @@ if sys.platform != "win32":  # pragma: no cover - this is the POSIX case
     raise ImportError("packeteer_trio._trio._stream_windows is for Windows only")
 assert sys.platform == "win32"  # for mypy: the rest is checked on win32 only
 
-from typing import Any, final
+from typing import Any, BinaryIO, final
 
 import trio
 from trio.lowlevel import (
@@ -47,6 +47,7 @@ from .._endpoints import StreamEndpoint
 from .._errors import PacketeerError
 from .._fdio import DEFAULT_RECEIVE_SIZE
 from .._io import ConflictDetector
+from .._sendfile import copy_file
 from .._url import URL
 from .._winerror import ERROR_BROKEN_PIPE
 from ._abc import Stream
@@ -131,6 +132,12 @@ class HandleStream(Stream):
                     await _win32.write_all(writer, view)
                 except OSError as exc:
                     raise self._error(exc) from exc
+
+    async def send_file(
+        self, file: BinaryIO, offset: int = 0, count: int | None = None
+    ) -> int:
+        """The read + ``send_all`` loop (Windows has no sendfile for pipes)."""
+        return await copy_file(self.send_all, checkpoint, file, offset, count, self.url)
 
     async def wait_send_all_might_not_block(self) -> None:
         # An overlapped write never blocks the thread and a pipe gives no

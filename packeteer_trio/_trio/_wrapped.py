@@ -12,13 +12,15 @@ own objects is passed through untouched.
 from __future__ import annotations
 
 import errno
+import socket
 from collections.abc import Iterable, Iterator
-from typing import Any, final
+from typing import Any, BinaryIO, final
 
 import trio
 from trio.lowlevel import checkpoint
 
 from .._errors import PacketeerError
+from .._sendfile import copy_file
 from .._url import URL
 from ._abc import DatagramChannel, DatagramSocket, Listener, Stream
 
@@ -158,6 +160,16 @@ class WrappedStream(Stream):
     async def send_all(self, data: Data) -> None:
         await self.wrapped.send_all(data)
 
+    async def send_file(
+        self, file: BinaryIO, offset: int = 0, count: int | None = None
+    ) -> int:
+        """The read + ``send_all`` loop (a user scheme's stream, TLS, has no
+        descriptor of its own to send to): cancelled, it leaves the stream
+        as a cancelled ``send_all`` does."""
+        return await copy_file(
+            self.wrapped.send_all, checkpoint, file, offset, count, self.url
+        )
+
     async def wait_send_all_might_not_block(self) -> None:
         await self.wrapped.wait_send_all_might_not_block()
 
@@ -241,6 +253,13 @@ class WrappedListener(Listener):
         if self.transport is None:
             raise _no_descriptor(self, self.url)
         return self.transport.fileno()
+
+    def detach(self) -> list[socket.socket]:
+        # The transport's sockets alone would drop what the scheme adds (TLS).
+        raise PacketeerError(
+            f"{self.url}: a user scheme's listener ({type(self.wrapped).__name__}) "
+            "has no socket of its own to hand over"
+        )
 
     def _scheduler_fds(self) -> tuple[int | None, int | None]:
         # A pending connection on the transport is what accept() waits for.

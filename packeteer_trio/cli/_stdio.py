@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from typing import BinaryIO
 
 import trio
 
@@ -70,6 +71,23 @@ class StdinSource:
         self._stream = _pollable(self._fd) if self._fd >= 0 else None
         self._pending: _ThreadRead | None = None
         self._eof = self._fd < 0
+
+    def regular_file(self) -> BinaryIO | None:
+        """stdin as a file object if it is a regular file (``< bigfile``), for
+        ``send_file``; it shares stdin's offset, which starts where stdin is
+        and moves as sending goes (as reading would). None otherwise."""
+        if self._eof or self._pending is not None:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                return None
+        except OSError:
+            return None
+        return open(self._fd, "rb", buffering=0, closefd=False)
+
+    def ended(self) -> None:
+        """The caller sent the rest of stdin some other way: it is at its end."""
+        self._eof = True
 
     async def read(self, max_bytes: int = 65536) -> bytes | bytearray:
         if self._eof:

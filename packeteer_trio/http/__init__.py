@@ -19,7 +19,9 @@ httpcore's:
   your own client);
 - :class:`URLBackend` — the httpcore network backend under it (for
   :class:`httpcore.AsyncConnectionPool` and httpcore users);
-- :class:`NetworkStream` — what the backend's connects return.
+- :class:`NetworkStream` — what the backend's connects return;
+- :func:`serve_asgi` — the server side: an ASGI app served by hypercorn
+  on any stream listener (needs hypercorn: the ``[asgi]`` extra).
 
 Works under trio, asyncio and uvloop. This module sits beside the package's
 verbs and uses only their public API; ``import packeteer_trio`` never
@@ -38,8 +40,9 @@ except ImportError as exc:  # pragma: no cover - tested in a subprocess
         name=exc.name,
     ) from exc
 
+from ._asgi import serve_asgi
 from ._backend import URLBackend
 from ._stream import NetworkStream
 from ._transport import URLTransport, client
 
-__all__ = ["NetworkStream", "URLBackend", "URLTransport", "client"]
+__all__ = ["NetworkStream", "URLBackend", "URLTransport", "client", "serve_asgi"]

@@ -13,6 +13,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable
+from typing import Protocol
 
 from .._errors import PacketeerError
 from .._url import URL
@@ -60,13 +61,19 @@ def check_free(fd: int, url: URL) -> None:
         )
 
 
-def take(fd: int) -> Callable[[], None]:
+class Release(Protocol):
+    def __call__(self, restore: bool = True) -> None: ...
+
+
+def take(fd: int) -> Release:
     """Own *fd* and make it non-blocking; return the ``on_close`` that undoes it.
 
     The face closes the descriptor before it calls ``on_close``, so a
     duplicate (same description) is kept to put the mode back through. It
     outlives our descriptor only while another fd:// connector holds the
     same file in the same direction, so it never delays an end of file.
+    ``release(restore=False)`` lets go of *fd* when it is handed over open
+    (a detached listener): its mode is then its new owner's, left as it is.
     """
     info = os.fstat(fd)
     key = (info.st_dev, info.st_ino, access_mode(fd))
@@ -79,24 +86,30 @@ def take(fd: int) -> Callable[[], None]:
         raise
     _owned.add(fd)
     _open_count[key] = _open_count.get(key, 0) + 1
-    _saved_modes.setdefault(key, []).append((keeper, original))
+    entry = (keeper, original)
+    _saved_modes.setdefault(key, []).append(entry)
     released = False
 
-    def release() -> None:
+    def release(restore: bool = True) -> None:
         nonlocal released
         if released:
             return
         released = True
         _owned.discard(fd)
         _open_count[key] -= 1
+        if not restore and _open_count[key]:
+            _saved_modes[key].remove(entry)
+            os.close(entry[0])
         if _open_count[key]:
             return  # another fd:// connector still uses this file
         del _open_count[key]
         # Newest first: a later connector on the same description saw the
-        # mode an earlier one had already changed.
+        # mode an earlier one had already changed. Handed over, the
+        # description is no longer ours to change.
         for keeper, original in reversed(_saved_modes.pop(key)):
             try:
-                _set_blocking(keeper, original)
+                if restore:
+                    _set_blocking(keeper, original)
             except OSError:
                 pass
             os.close(keeper)
@@ -112,7 +125,9 @@ def _release_all(releases: list[Callable[[], None]]) -> Callable[[], None]:
     return release
 
 
-def release_all(releases: list[Callable[[], None]]) -> Callable[[], None]:
+def release_all(
+    releases: list[Callable[[], None]] | list[Release],
+) -> Callable[[], None]:
     """One ``on_close`` for a listener holding several descriptors."""
 
     def release() -> None:
@@ -120,3 +135,13 @@ def release_all(releases: list[Callable[[], None]]) -> Callable[[], None]:
             each()
 
     return release
+
+
+def forget_all(releases: list[Release]) -> Callable[[], None]:
+    """A listener's ``on_detach``: let go of its descriptors, handed over open."""
+
+    def forget() -> None:
+        for each in releases:
+            each(restore=False)
+
+    return forget

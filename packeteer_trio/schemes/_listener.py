@@ -18,7 +18,10 @@ class SocketListenerEndpoint(ListenerEndpoint):
     """One or more listening sockets (several for a name with many families).
 
     Every accepted stream gets the listener's ``url``; ``configure`` sets
-    per-connection options (TCP_NODELAY).
+    per-connection options (TCP_NODELAY). ``on_close`` runs once, at close,
+    detached or not (local:// removes its socket file, if still ours);
+    ``on_detach``, if given, runs instead of it when the sockets are handed
+    over (fd:// lets go of its descriptors without restoring their mode).
     """
 
     def __init__(
@@ -28,11 +31,13 @@ class SocketListenerEndpoint(ListenerEndpoint):
         *,
         configure: Callable[[socket.socket], None] | None = None,
         on_close: Callable[[], None] | None = None,
+        on_detach: Callable[[], None] | None = None,
     ) -> None:
         self.socks = socks
         self.url = url
         self._configure = configure
         self._on_close = on_close
+        self._on_detach = on_detach
         self._next = 0
 
     def fds(self) -> list[int]:
@@ -88,6 +93,13 @@ class SocketListenerEndpoint(ListenerEndpoint):
                 group.start_soon(wait_one, fd)
         if failures:
             raise failures[0]
+
+    def detach(self) -> list[socket.socket]:
+        socks, self.socks = self.socks, []
+        if self._on_detach is not None:
+            on_detach, self._on_detach, self._on_close = self._on_detach, None, None
+            on_detach()
+        return socks
 
     def close(self) -> None:
         for sock in self.socks:

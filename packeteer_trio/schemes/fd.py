@@ -57,7 +57,7 @@ from .._registry import Scheme, register
 from .._sockinfo import socket_url
 from .._url import URL
 from ._activation import activated, claim, listen_fds
-from ._fd_ledger import access_mode, check_free, release_all, take
+from ._fd_ledger import Release, access_mode, check_free, forget_all, release_all, take
 from ._inet import configure_tcp, udp_addressing
 from ._listener import SocketListenerEndpoint
 from ._unix import AF_UNIX, unix_addressing
@@ -253,7 +253,7 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
             )
         fds = [number]
     socks: list[socket.socket] = []
-    releases: list[Callable[[], None]] = []
+    releases: list[Release] = []
     try:
         for fd in fds:
             check_free(fd, url)
@@ -291,6 +291,7 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
         _own_url(first, url),
         configure=configure_tcp if first.family in _INET else None,
         on_close=release_all(releases),
+        on_detach=forget_all(releases),
     )
 
 

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import anyio
 
+import packeteer_trio.schemes._seqpacket as _seqpacket
+
 from .._accept import MAX_BACKLOG
 from .._endpoints import DatagramEndpoint, StreamEndpoint
 from .._errors import InvalidURL, UnsupportedScheme, with_url
@@ -94,6 +96,7 @@ def validate(url: URL, text: str) -> URL:
                 f"{text!r}: padded=1 applies only to abstract names (local:///%00name)"
             )
     check_options(url, text)
+    _seqpacket.check(url, text)
     return url
 
 
@@ -150,7 +153,7 @@ async def connect(url: URL) -> StreamEndpoint:
         return StreamEndpoint(
             url=url, write_fd=write_end.detach(), read_fd=read_end.detach()
         )
-    sock = _socket(url, socket.SOCK_STREAM, "connect")
+    sock = _socket(url, _seqpacket.stream_kind(url), "connect")
     try:
         if not is_abstract(url):
             refuse_symlinks(url, url.path, final=True)
@@ -165,8 +168,12 @@ async def connect(url: URL) -> StreamEndpoint:
 
 
 def _stream_url(url: URL) -> URL:
-    # ?padded is part of the address; every other option was about opening.
-    return url.replace(query={"padded": "1"} if is_padded(url) else {}, fragment="")
+    # ?padded is part of the address, ?behaviour=seqpacket the socket type;
+    # every other option was about opening.
+    query = {"padded": "1"} if is_padded(url) else {}
+    if url.behaviour == "seqpacket":
+        query["behaviour"] = "seqpacket"
+    return url.replace(query=query, fragment="")
 
 
 def clear_stale_socket(url: URL, kind: int) -> None:
@@ -279,7 +286,7 @@ async def listen(url: URL, backlog: int | None) -> SocketListenerEndpoint:
             f"{url}: an unnamed local:// has no address to listen on; give a path "
             "(local:///tmp/x.sock) or an abstract name (local:///%00name)"
         )
-    sock = _socket(url, socket.SOCK_STREAM, "listen")
+    sock = _socket(url, _seqpacket.stream_kind(url), "listen")
     try:
         sock.setblocking(False)
         cleanup = bind(url, sock)
@@ -312,17 +319,21 @@ def _datagram_pair(url: URL) -> DatagramEndpoint:
     receive_end, send_end = _socketpair(url, socket.SOCK_DGRAM)
     for end in (receive_end, send_end):
         end.setblocking(False)
+    _seqpacket.passcred(url, receive_end)
     own = _datagram_url(url)
     lookup, resolve = unix_addressing(own, pair=True)
     return DatagramEndpoint(receive_end, own, lookup, resolve, send_sock=send_end)
 
 
 def _bound_datagram_socket(
-    url: URL, action: str
+    url: URL, action: str, options: URL | None = None
 ) -> tuple[socket.socket, Callable[[], None] | None]:
+    """A datagram socket bound at *url*, with the socket options (passcred)
+    of *options* (default: *url*) set before it is bound."""
     sock = _socket(url, socket.SOCK_DGRAM, action)
     try:
         sock.setblocking(False)
+        _seqpacket.passcred(options or url, sock)
         cleanup = bind(url, sock)
     except OSError as exc:
         sock.close()
@@ -355,11 +366,13 @@ async def connect_datagram(url: URL, local: URL | None) -> DatagramEndpoint:
             raise InvalidURL(f"{url}: an unnamed pair takes no local= address")
         return _datagram_pair(url)
     if local is not None:
-        sock, cleanup = _bound_datagram_socket(local, "bind")
+        sock, cleanup = _bound_datagram_socket(local, "bind", url)
     else:
         sock, cleanup = _socket(url, socket.SOCK_DGRAM, "connect"), None
     try:
         sock.setblocking(False)
+        if local is None:
+            _seqpacket.passcred(url, sock)
         if local is None and sys.platform.startswith("linux"):
             # Autobind to a kernel-chosen abstract name, so that the peer's
             # replies have somewhere to go (an unbound sender has no address).
@@ -385,6 +398,7 @@ SCHEME = Scheme(
     listen=listen,
     open_datagram=open_datagram,
     connect_datagram=connect_datagram,
+    seqpacket=True,  # refused per platform by _seqpacket.check
 )
 _reason = unsupported_reason(hasattr(socket, "AF_UNIX"))
 register(SCHEME if _reason is None else Scheme("local", unsupported=_reason))

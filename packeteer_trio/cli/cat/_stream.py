@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from functools import partial
+from typing import BinaryIO
 
 import trio
 
@@ -38,6 +39,8 @@ from .._streams import (
 from ._exec import exec_session
 
 GetStream = Callable[[], Awaitable[pt.Stream]]
+# -w: how much send_file moves between two touches of the idle timeout.
+_SLICE = 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -202,6 +205,21 @@ async def session(
         )
 
 
+async def _send_file(
+    send: pt.Stream, file: BinaryIO, counts: Counts, idle: Silence
+) -> None:
+    """stdin is a regular file: ``send_file`` from where it stands to its end
+    (zero-copy where the stream allows). With ``-w`` in slices, so that data
+    still moving keeps the idle timeout away."""
+    slice_size = _SLICE if idle.active else None
+    while True:
+        sent = await send.send_file(file, offset=file.tell(), count=slice_size)
+        counts.sent += sent
+        idle.touch()
+        if slice_size is None or sent < slice_size:
+            return
+
+
 def _check_directions(stream: pt.Stream, args: argparse.Namespace) -> None:
     """--send-only on an end that cannot send (a FIFO's reader) means nothing."""
     for wanted, able, what in (
@@ -235,6 +253,11 @@ async def _stdio_session(
             if can_send_eof(send):
                 await send.send_eof()  # half-closed at once, where it can
             return
+        file = stdio.stdin.regular_file()
+        if file is not None:
+            with file:
+                await _send_file(send, file, counts, idle)
+            stdio.stdin.ended()
         while data := await stdio.stdin.read():
             idle.touch()
             await send.send_all(data)
