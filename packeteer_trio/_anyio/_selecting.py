@@ -21,6 +21,7 @@ from typing import Any, final
 import anyio.abc
 
 from .._errors import PacketeerError
+from .._fdpass import too_many
 from .._io import SHORT_OF_MEMORY
 from .._url import URL
 from ._readahead import (
@@ -236,6 +237,6 @@ class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream):
             while marks and marks[0][0] <= self._taken_total:
                 fds += marks.popleft()[1]
             message = self._take(msglen) if msglen else b""
-        for fd in fds[maxfds:]:  # what recvmsg would have cut (MSG_CTRUNC)
-            close_fd(fd)
-        return message, fds[:maxfds]
+        if len(fds) > maxfds:  # all closed, the bytes kept, as _fdpass does
+            raise too_many(self.url, message, fds, maxfds)
+        return message, fds
