@@ -24,6 +24,7 @@ from .._errors import PacketeerError
 from .._fdpass import too_many
 from .._io import SHORT_OF_MEMORY
 from .._url import URL
+from ._abc import Stream
 from ._readahead import (
     BUDGET,
     OP_COST,
@@ -167,12 +168,12 @@ def _no_af_unix(url: URL) -> PacketeerError:
 
 
 @final
-class ReadAheadSocketStream(_Selecting, anyio.abc.SocketStream):
+class ReadAheadSocketStream(_Selecting, anyio.abc.SocketStream, Stream):
     """A connected IP socket read ahead by the loop (plain asyncio)."""
 
 
 @final
-class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream):
+class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream, Stream):
     """A connected AF_UNIX socket read ahead by the loop; passes descriptors."""
 
     def _recv(self, size: int) -> bytes:

@@ -25,6 +25,7 @@ from typing import Any, final
 import anyio.abc
 
 from .._endpoints import StreamEndpoint
+from ._abc import Stream
 from ._backend import Backend
 from ._readahead import BUDGET, OP_COST, ReadAheadBuffer
 
@@ -63,7 +64,7 @@ class _Feed(asyncio.Protocol):
 
 
 @final
-class TransportSocketStream(ReadAheadBuffer, anyio.abc.SocketStream):
+class TransportSocketStream(ReadAheadBuffer, anyio.abc.SocketStream, Stream):
     """A connected IP socket read ahead by the loop's transport (uvloop)."""
 
     _transport: asyncio.Transport
