@@ -1,12 +1,16 @@
-"""The anyio face of byte streams: lean loops over fds, or anyio's own streams.
+"""The anyio face of byte streams: lean loops, read-ahead, or anyio's own.
 
 Which class moves the bytes depends on the backend (measured, see the
 "anyio on asyncio and uvloop" section of ``benchmarks/README.md``):
 
-- sockets under asyncio: anyio's own stream, made with ``from_socket`` from
-  the socket the scheme already connected (transports are the fast path
-  there), behind a thin shell that adds the URL (and, for AF_UNIX,
-  descriptor passing from :mod:`.._fdpass`);
+- sockets under asyncio with ``add_reader`` (the selector loop, uvloop): the
+  read-ahead streams of :mod:`._selecting` (on uvloop's TCP transports,
+  :mod:`._transport`);
+- sockets on an asyncio loop without ``add_reader`` (Windows' proactor):
+  anyio's own stream on the loop's IOCP transports, made with
+  ``from_socket`` from the socket the scheme connected, behind a thin shell
+  that adds the URL (and, for AF_UNIX, descriptor passing from
+  :mod:`.._fdpass`);
 - sockets under trio, and pipes everywhere: the lean loops of
   :mod:`.._fdio` (shared with the trio face) with anyio's waits bound in,
   keeping trio's checkpoint sandwich: cancellation never arrives after bytes
@@ -15,7 +19,9 @@ Which class moves the bytes depends on the backend (measured, see the
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from asyncio.selector_events import BaseSelectorEventLoop
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, final
 
@@ -29,8 +35,10 @@ from .._fdpass import StreamFdPassing
 from .._io import FaceHooks
 from .._url import URL
 from ._abc import Stream
-from ._backend import Backend, PacketeerAttribute, current_backend
+from ._backend import ANYIO, Backend, PacketeerAttribute, current_backend
+from ._selecting import ReadAheadSocketStream, ReadAheadUNIXSocketStream
 from ._seqpacket import SeqpacketStream
+from ._transport import TransportSocketStream
 
 
 class _Lean(FaceHooks):
@@ -99,7 +107,7 @@ class LeanUNIXSocketStream(
 
 
 class _Shell:
-    """anyio's own stream for a socket (asyncio), plus the URL.
+    """anyio's own stream for a socket (asyncio without add_reader), plus the URL.
 
     The hot methods are the inner stream's own bound methods, stored on the
     instance: a delegating ``async def`` would add a coroutine per call,
@@ -234,6 +242,17 @@ async def wrap_stream(endpoint: StreamEndpoint) -> Stream:
             if unix:
                 return LeanUNIXSocketStream(endpoint, backend)
             return LeanSocketStream(endpoint, backend)
+        if backend is ANYIO:
+            if unix:
+                return ReadAheadUNIXSocketStream(endpoint, backend)
+            if isinstance(asyncio.get_running_loop(), BaseSelectorEventLoop):
+                return ReadAheadSocketStream(endpoint, backend)
+            # uvloop: its TCP transport reads in C. Shielded: the connection
+            # is made (maybe accepted from a client that is waiting for us);
+            # building the transport takes one loop turn.
+            with anyio.CancelScope(shield=True):
+                stream = await TransportSocketStream.open(endpoint, backend)
+            return stream
         # Shielded: the connection is made (maybe accepted from a client that
         # is waiting for us); building the transport takes one loop turn.
         wrapped: Stream | None = None
