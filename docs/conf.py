@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import packeteer_trio  # noqa: E402
+import packeteer_trio._buffer  # noqa: E402
 from packeteer_trio import anyio_compat  # noqa: E402
 from packeteer_trio import http as http_module  # noqa: E402
 
@@ -104,6 +105,10 @@ def _public_modules() -> None:
 
 _public_modules()
 
+# receive_into's Buffer is collections.abc.Buffer from Python 3.12 on, and the
+# same Protocol (packeteer_trio._buffer) before: show it by its standard name.
+packeteer_trio._buffer.Buffer.__module__ = "collections.abc"
+
 
 def _is_private(cls: type) -> bool:
     return cls.__name__.startswith("_") or cls.__module__.startswith("packeteer_trio._")
@@ -157,6 +162,11 @@ _NO_SIGNATURE = {
     "packeteer_trio.anyio_compat.DatagramSocket",
     "packeteer_trio.anyio_compat.DatagramChannel",
     "packeteer_trio.anyio_compat.PacketChannel",
+    "packeteer_trio.anyio_compat.SeqpacketStream",
+    "packeteer_trio.anyio_compat.Stream",
+    "packeteer_trio.OSDatagramSocket",
+    "packeteer_trio.OSDatagramChannel",
+    "packeteer_trio.SeqpacketChannel",
     "packeteer_trio.http.NetworkStream",
     *(
         f"packeteer_trio{face}.Inproc{kind}"

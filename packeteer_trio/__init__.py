@@ -5,6 +5,7 @@ Pick the transport by URL (``tcp://``, ``udp://``, ``local://``, ``fifo://``,
 real trio Stream, Listener or Channel.
 """
 
+import sys
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
@@ -42,6 +43,11 @@ from ._trio._wrapped import (
 )
 from ._url import URL, Query
 from .scheduler import IO_EVENTS, Events, Registration, Scheduler, open_scheduler
+
+if sys.platform == "win32":
+    # Windows pipe HANDLEs (pipe://, anon://): public there, for isinstance
+    # and its split(); the name does not exist elsewhere, as socket.AF_UNIX.
+    from ._trio._stream_windows import HandleStream
 
 # One source for the version: the installed distribution's metadata (set in
 # pyproject.toml), which `packeteer --version` prints too.
@@ -92,3 +98,5 @@ __all__ = [
     "serve",
     "unregister_scheme",
 ]
+if sys.platform == "win32":
+    __all__ += ["HandleStream"]

@@ -12,7 +12,7 @@ without letting a cancellation lose the new descriptors.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, overload
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
@@ -68,6 +68,14 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
     return sock
 
 
+@overload
+async def connect_datagram(url: str | URL, *, local: str | URL) -> DatagramChannel: ...
+@overload
+async def connect_datagram(
+    url: str | URL, *, local: None = None
+) -> DatagramChannel | PacketChannel: ...
+
+
 async def connect_datagram(
     url: str | URL, *, local: str | URL | None = None
 ) -> DatagramChannel | PacketChannel:
@@ -75,7 +83,9 @@ async def connect_datagram(
 
     For ``local://`` peers to reply, our end needs an address: give *local*
     (a path or abstract name); on Linux an abstract one is picked otherwise.
-    A packet device (``tun://``, ``tap://``) gives a :class:`PacketChannel`.
+    A packet device (``tun://``, ``tap://``) gives a :class:`PacketChannel`
+    (and has no *local* address: given one, the type says
+    :class:`DatagramChannel`); narrow with ``isinstance`` otherwise.
     """
     target = _open.target(url, "connect_datagram", local=local)
     await checkpoint_if_cancelled()

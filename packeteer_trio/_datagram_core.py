@@ -74,6 +74,7 @@ class DatagramCore(SocketAccess, FaceHooks):
     """
 
     _noun = "datagram socket"
+    url: URL
 
     def __init__(self, endpoint: DatagramEndpoint) -> None:
         self.url = endpoint.url

@@ -23,8 +23,8 @@ import errno
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
 
+from ._buffer import Buffer
 from ._endpoints import ListenerEndpoint, StreamEndpoint
 from ._errors import PacketeerError
 from ._io import (
@@ -153,7 +153,7 @@ class SocketIO(SocketAccess, FaceHooks):
                 await self._cancel_shielded_checkpoint()
             return data
 
-    async def receive_into(self, buffer: Any) -> int:
+    async def receive_into(self, buffer: Buffer) -> int:
         """Receive into *buffer* (a writable bytes-like); 0 means end of file."""
         with self._receive_conflict:
             await self._checkpoint_if_cancelled()
@@ -300,7 +300,7 @@ class PipeIO(FaceHooks):
                 await self._cancel_shielded_checkpoint()
             return data
 
-    async def receive_into(self, buffer: Any) -> int:
+    async def receive_into(self, buffer: Buffer) -> int:
         """Receive into *buffer* (a writable bytes-like); 0 means end of file."""
         # Pipes gain little from readv over read: keep one careful path.
         with memoryview(buffer) as view, view.cast("B") as target:

@@ -41,10 +41,10 @@ class BytePipe:
     __slots__ = ("buffer", "capacity", "eof", "reader", "reader_gone", "writer")
 
     def __init__(self, capacity: int = STREAM_BUFFER) -> None:
-        self.buffer = bytearray()
-        self.capacity = capacity
-        self.eof = False  # the writer sent EOF (or closed): read to the end
-        self.reader_gone = False  # the reader closed: sending is broken
+        self.buffer: bytearray = bytearray()
+        self.capacity: int = capacity
+        self.eof: bool = False  # the writer sent EOF (or closed): read to the end
+        self.reader_gone: bool = False  # the reader closed: sending is broken
         self.reader: Waker | None = None
         self.writer: Waker | None = None
 
@@ -105,7 +105,7 @@ class InprocListenerEnd:
         self.backlog = backlog
         self.pending: collections.deque[InprocStreamEnd] = collections.deque()
         self.waker: Waker | None = None
-        self.closed = False
+        self.closed: bool = False
 
     def offer(self, end: InprocStreamEnd) -> bool:
         """Queue a connection for accept(); False if the backlog is full."""

@@ -22,6 +22,7 @@ from ._datagram_core import check_size
 from ._endpoints import PacketEndpoint
 from ._errors import with_url
 from ._io import FaceHooks, FdHolder
+from ._url import URL
 
 # Any tun/tap packet fits: an MTU of at most 65535, plus an Ethernet and VLAN
 # header (tap) or the 4-byte packet-info header (?pi=1).
@@ -38,6 +39,7 @@ class PacketIO(FaceHooks):
     """
 
     _noun = "channel"
+    url: URL
 
     def _init_packet(self, endpoint: PacketEndpoint) -> None:
         self.url = endpoint.url

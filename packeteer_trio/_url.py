@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Iterator, Mapping
+from types import EllipsisType
 from typing import final
 from urllib.parse import quote, unquote
 
@@ -60,6 +61,10 @@ class Query(Mapping[str, str]):
         return f"Query({self._items!r})"
 
 
+def _as_query(query: Mapping[str, str]) -> Query:
+    return query if isinstance(query, Query) else Query(query)
+
+
 @final
 @dataclasses.dataclass(frozen=True)
 class URL:
@@ -85,11 +90,28 @@ class URL:
         url = split(text)
         return url if _scheme_rules is None else _scheme_rules(url, text)
 
-    def replace(self, **changes: object) -> URL:
-        """Return a copy with some fields changed (no validation is done)."""
-        if "query" in changes and not isinstance(changes["query"], Query):
-            changes["query"] = Query(changes["query"])  # type: ignore[arg-type]
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(
+        self,
+        *,
+        scheme: str | None = None,
+        host: str | None = None,
+        port: int | EllipsisType | None = ...,
+        path: str | None = None,
+        query: Mapping[str, str] | None = None,
+        fragment: str | None = None,
+    ) -> URL:
+        """Return a copy with the given fields changed (no validation is done).
+
+        A field left out is kept; ``port=None`` removes the port.
+        """
+        return URL(
+            self.scheme if scheme is None else scheme,
+            self.host if host is None else host,
+            self.port if port is ... else port,
+            self.path if path is None else path,
+            self.query if query is None else _as_query(query),
+            self.fragment if fragment is None else fragment,
+        )
 
     @property
     def behaviour(self) -> str:

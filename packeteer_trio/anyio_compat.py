@@ -9,12 +9,13 @@ backend::
         await stream.send(b"hello")
         print(await stream.receive())
 
-- :func:`connect` returns an :class:`anyio.abc.SocketStream` for sockets
+- :func:`connect` returns a :class:`Stream`, an :class:`anyio.abc.ByteStream`
+  with its ``url``; for sockets also an :class:`anyio.abc.SocketStream`
   (:class:`anyio.abc.UNIXSocketStream` for ``local://`` paths and abstract
-  names) and an :class:`anyio.abc.ByteStream` for pipes (``anon://``,
-  ``fifo://``, the unnamed ``local://``); ``local://…?behaviour=seqpacket``
-  gives a :class:`SeqpacketStream`, an :class:`anyio.abc.ObjectStream` of
-  whole records (and a ``ByteStream``);
+  names), for pipes (``anon://``, ``fifo://``, the unnamed ``local://``)
+  only that; ``local://…?behaviour=seqpacket`` gives a
+  :class:`SeqpacketStream`, an :class:`anyio.abc.ObjectStream` of whole
+  records (and a :class:`Stream`);
 - :func:`listen` returns an :class:`anyio.abc.Listener`, :func:`serve` runs
   one;
 - :func:`open_datagram` returns a :class:`DatagramSocket`, an
@@ -41,7 +42,7 @@ and exceptions differ.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, final
+from typing import Any, final, overload
 
 import anyio
 import anyio.abc
@@ -49,6 +50,7 @@ import anyio.lowlevel
 
 import packeteer_trio._open as _open
 
+from ._anyio._abc import Stream
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
 from ._anyio._inproc import (
@@ -75,6 +77,7 @@ __all__ = [
     "PacketChannel",
     "PacketeerAttribute",
     "SeqpacketStream",
+    "Stream",
     "URLConnectable",
     "connect",
     "connect_datagram",
@@ -84,11 +87,12 @@ __all__ = [
 ]
 
 
-async def connect(url: str | URL) -> anyio.abc.ByteStream:
+async def connect(url: str | URL) -> Stream:
     """Open a byte stream to *url* (``tcp://host:port``, ``local:///path``, …).
 
-    Sockets come back as :class:`anyio.abc.SocketStream` (AF_UNIX ones as
-    :class:`anyio.abc.UNIXSocketStream`), pipes as :class:`anyio.abc.ByteStream`.
+    A :class:`Stream`; sockets are also :class:`anyio.abc.SocketStream`
+    (AF_UNIX ones :class:`anyio.abc.UNIXSocketStream`): narrow with
+    ``isinstance`` for their extra methods.
     """
     target = _open.builtin_target(url, "connect")
     # Some schemes never wait (anon, fifo, local): make every verb a checkpoint.
@@ -121,7 +125,7 @@ async def listen(
 
 async def serve(
     url: str | URL,
-    handler: Callable[[anyio.abc.ByteStream], Any],
+    handler: Callable[[Stream], Any],
     *,
     backlog: int | None = None,
     task_group: anyio.abc.TaskGroup | None = None,
@@ -160,6 +164,14 @@ async def open_datagram(url: str | URL) -> DatagramSocket | InprocDatagramSocket
         raise
 
 
+@overload
+async def connect_datagram(url: str | URL, *, local: str | URL) -> DatagramChannel: ...
+@overload
+async def connect_datagram(
+    url: str | URL, *, local: None = None
+) -> DatagramChannel | PacketChannel: ...
+
+
 async def connect_datagram(
     url: str | URL, *, local: str | URL | None = None
 ) -> DatagramChannel | PacketChannel | InprocDatagramChannel:
@@ -169,7 +181,8 @@ async def connect_datagram(
     per item. For ``local://`` peers to reply, our end needs an address:
     give *local* (a path or abstract name); on Linux an abstract one is
     picked otherwise. A packet device (``tun://``, ``tap://``) gives a
-    :class:`PacketChannel`, one packet per item.
+    :class:`PacketChannel`, one packet per item (and has no *local* address:
+    given one, the type says :class:`DatagramChannel`).
     """
     target = _open.builtin_target(url, "connect_datagram", local=local)
     # The checkpoint comes first: once the socket or device exists, nothing
@@ -205,7 +218,7 @@ class URLConnectable(anyio.abc.ByteStreamConnectable):
         """Where :meth:`connect` connects to."""
         return self._url
 
-    async def connect(self) -> anyio.abc.ByteStream:
+    async def connect(self) -> Stream:
         """Open a new stream to the URL."""
         try:
             return await connect(self._url)

@@ -69,7 +69,7 @@ def abstract_url() -> str:
     return f"local:///%00pt-anyio-{os.getpid()}-{next(_counter)}"
 
 
-async def pair(url: str | pt.URL) -> tuple[anyio.abc.ByteStream, anyio.abc.ByteStream]:
+async def pair(url: str | pt.URL) -> tuple[pa.Stream, pa.Stream]:
     """(client, server) connected through a packeteer listener."""
     async with await pa.listen(url) as listener:
         client = await pa.connect(listener.url)

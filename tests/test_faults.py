@@ -435,12 +435,8 @@ def test_serve_under_load(
         reports = []
         while not server.reports.empty():
             reports.append(server.reports.get())
-        if faults == "memory" and face == "anyio-asyncio":
-            assert all(PAYLOAD.startswith(echoed) for echoed in results)
-            assert {r["error"] for r in reports} <= {"BrokenResourceError"}
-        else:
-            assert results == [PAYLOAD] * 20
-            assert reports == []
+        assert results == [PAYLOAD] * 20
+        assert reports == []
         assert stream_round_trip(url, PAYLOAD) == PAYLOAD
 
 
@@ -601,10 +597,10 @@ CONNECT_ROWS: list[tuple[str, str, str, dict[str, str]]] = [
     ("socket", "EACCES", "1", {"*": "PermissionError"}),
     ("sendto", "EINTR", "1..3", {"*": OK}),
     ("sendto", "EAGAIN", "1..3", {"*": OK}),
-    ("sendto", "ENOBUFS", "1..3", {"*": OK, "anyio-asyncio": "BrokenResourceError"}),
+    ("sendto", "ENOBUFS", "1..3", {"*": OK}),
     ("sendto", "EPIPE", "1", {"*": "BrokenResourceError"}),
     ("recvfrom", "EINTR", "1..3", {"*": OK}),
-    ("recvfrom", "ENOMEM", "1..3", {"*": OK, "anyio-asyncio": "BrokenResourceError"}),
+    ("recvfrom", "ENOMEM", "1..3", {"*": OK}),
     ("recvfrom", "ECONNRESET", "1", {"*": "BrokenResourceError"}),
 ]
 CLIENT_FACES = ["trio", "anyio-asyncio"]
@@ -637,12 +633,13 @@ def test_connect(
     kind = "tcp" if scheme.startswith("tcp") else "local"
     expected = outcome_for(outcomes, face, kind)
     request = {"op": "connect", "url": url, "size": len(PAYLOAD)}
+    if face == "anyio-asyncio" and kind == "local" and syscall == "recvfrom":
+        # The read-ahead AF_UNIX stream reads with recvmsg (descriptors a
+        # peer passes must stay with their bytes, docs/anyio.md).
+        syscall = "recvmsg"
     result = run_command(subject, request, (syscall, error, when))
     if expected == OK:
         assert result == {"ok": True, "bytes": len(PAYLOAD)}
-    elif expected == "BrokenResourceError" and face == "anyio-asyncio":
-        # anyio's own streams (asyncio's transports) name no URL.
-        assert result["error"] == expected, result
     elif expected == "BrokenResourceError":
         assert_failed(result, expected, url, "")
         assert os.strerror(getattr(errno, error)) in result["message"]
@@ -932,7 +929,5 @@ def test_send_fds(
     expected = outcome_for(outcomes, face)
     if expected == OK:
         assert result == {"ok": True}
-    elif face == "anyio-asyncio":
-        assert result["error"] == expected, result
     else:
         assert_failed(result, expected, url, "")

@@ -14,6 +14,7 @@ touches another process's socket, or creates a file outside tmp.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import random
 import socket
@@ -333,6 +334,9 @@ def run_fuzz(strategy: st.SearchStrategy[str], tmp: Path, title: str) -> None:
         trio.run(exercise, text, url, targets)
 
     started = time.perf_counter()
+    # Garbage of earlier tests (a subprocess's pipes) must not close while
+    # this counts its own descriptors.
+    gc.collect()
     before = open_fds()
     try:
         one()

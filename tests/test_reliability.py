@@ -301,6 +301,12 @@ ANYIO_BACKENDS: list[Any] = [
     pytest.param("asyncio", id="asyncio"),
     pytest.param("trio", id="trio"),
 ]
+try:
+    import uvloop  # noqa: F401
+except ImportError:  # pragma: no cover - not on Windows
+    pass
+else:
+    ANYIO_BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
 
 @pytest.fixture(params=ANYIO_BACKENDS)
@@ -458,7 +464,7 @@ async def _anyio_fd_hygiene(
     rng = random.Random(request.node.name)
     outcomes = {"completed": 0, "cancelled": 0}
     started = time.perf_counter()
-    with _known_asyncio_race() as races:
+    with _loop_errors() as errors:
         await cycle(make_url(tmp_path), 10, False)  # warm up lazy resources
         await _settle()
         before = open_fds()
@@ -488,26 +494,15 @@ async def _anyio_fd_hygiene(
     assert not list(tmp_path.iterdir()), "every socket file and FIFO is removed"
     assert outcomes["cancelled"] >= CYCLES // 10
     assert outcomes["completed"] >= CYCLES // 10
-    if races:
-        pytest.xfail(
-            f"fds fine; {len(races)} times asyncio reported anyio's known race: "
-            "UNIXSocketStream's add_reader/add_writer callback set_result() on "
-            "a future a cancellation had just cancelled (InvalidStateError)"
-        )
+    # No InvalidStateError (a callback set_result() on a future a cancellation
+    # had cancelled: anyio's own asyncio UNIXSocketStream did), nor anything
+    # else reported to the loop's exception handler.
+    assert errors == []
 
 
 @contextmanager
-def _known_asyncio_race() -> Iterator[list[dict[str, Any]]]:
-    """Collect, instead of failing on, one known upstream anyio race.
-
-    anyio's asyncio ``UNIXSocketStream`` (which the anyio face uses for
-    ``local://`` sockets on asyncio) registers ``future.set_result`` itself as
-    the reader/writer callback. When a cancellation cancels that future in the
-    same loop turn in which the descriptor became ready, the callback still
-    runs and asyncio reports ``InvalidStateError`` to the loop's exception
-    handler. Nothing is lost or leaked (the fd counts say so); everything else
-    reaching the handler goes on to anyio's test runner as before.
-    """
+def _loop_errors() -> Iterator[list[dict[str, Any]]]:
+    """Everything reported to the asyncio loop's exception handler meanwhile."""
     caught: list[dict[str, Any]] = []
     try:
         loop = asyncio.get_running_loop()
@@ -515,18 +510,7 @@ def _known_asyncio_race() -> Iterator[list[dict[str, Any]]]:
         yield caught
         return
     previous = loop.get_exception_handler()
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(
-            context.get("exception"), asyncio.InvalidStateError
-        ) and "Future.set_result" in str(context.get("message")):
-            caught.append(context)
-        elif previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
+    loop.set_exception_handler(lambda loop, context: caught.append(context))
     try:
         yield caught
     finally:
@@ -881,12 +865,6 @@ async def test_anyio_peer_reset_and_half_close(
                 for _ in range(100):
                     await client.send(b"after reset")
                     await anyio.sleep(0)
-    if sigpipes and anyio_backend == "asyncio" and kind == "local":
-        pytest.xfail(
-            "EOF and BrokenResourceError as they should be, but anyio's own "
-            "asyncio UNIXSocketStream (used for local:// on asyncio) sends "
-            "without MSG_NOSIGNAL: SIGPIPE, ignored only by Python's default"
-        )
     assert sigpipes == []
 
 

@@ -36,7 +36,9 @@ import packeteer_trio as pt
 import packeteer_trio._anyio._datagram
 import packeteer_trio._anyio._inproc
 import packeteer_trio._anyio._listener
+import packeteer_trio._anyio._selecting
 import packeteer_trio._anyio._stream
+import packeteer_trio._anyio._transport
 import packeteer_trio._trio._abc
 import packeteer_trio._trio._datagram
 import packeteer_trio._trio._inproc
@@ -60,6 +62,8 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._trio._inproc,
     packeteer_trio.anyio_compat,
     packeteer_trio._anyio._stream,
+    packeteer_trio._anyio._selecting,
+    packeteer_trio._anyio._transport,
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,
     packeteer_trio._anyio._seqpacket,
@@ -174,6 +178,9 @@ def test_the_walk_finds_both_faces() -> None:
         "LeanUNIXSocketStream",
         "WrappedSocketStream",
         "WrappedUNIXSocketStream",
+        "ReadAheadSocketStream",
+        "ReadAheadUNIXSocketStream",
+        "TransportSocketStream",
         "SeqpacketChannel",
         "SeqpacketStream",
         "URLConnectable",

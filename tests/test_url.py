@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from packeteer_trio import URL, InvalidURL, PacketeerError, UnsupportedScheme
+from packeteer_trio import URL, InvalidURL, PacketeerError, Query, UnsupportedScheme
 from packeteer_trio._sockinfo import url_from_sockaddr
 from packeteer_trio.schemes import _inet
 
@@ -298,3 +298,17 @@ def test_zone_connects_and_binds_link_local_in_a_private_netns() -> None:
     if result.returncode == 77:
         pytest.skip(result.stdout.strip())
     assert result.returncode == 0, result.stderr or result.stdout
+
+
+def test_replace_keeps_what_is_not_given_and_port_none_removes_the_port() -> None:
+    url = URL.parse("tcp://example.com:80/?nodelay=1#frag")
+    assert url.replace(host="a.example") == URL.parse(
+        "tcp://a.example:80/?nodelay=1#frag"
+    )
+    assert url.replace(port=None).port is None
+    assert url.replace().port == 80
+    changed = url.replace(query={"x": "1"}, fragment="")
+    assert isinstance(changed.query, Query) and dict(changed.query) == {"x": "1"}
+    assert str(changed) == "tcp://example.com:80?x=1"
+    with pytest.raises(TypeError):
+        url.replace(prot=1)  # type: ignore[call-arg]  # a misspelt field is refused

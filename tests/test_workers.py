@@ -421,9 +421,13 @@ def test_a_sigkilled_supervisor_takes_even_wedged_workers_along() -> None:
                 lines.append(supervisor.stdout.readline())
         finally:
             supervisor.kill()
-    pids = [int(pid) for pid in lines[0].split()]
+    # The workers share the supervisor's stdout: one may say "wedged" before
+    # the supervisor prints the pids.
+    wedged = [line for line in lines if line.startswith(b"wedged")]
+    (pid_line,) = [line for line in lines if line not in wedged]
+    pids = [int(pid) for pid in pid_line.split()]
     try:
-        assert sorted(int(line.split()[1]) for line in lines[1:]) == sorted(pids)
+        assert sorted(int(line.split()[1]) for line in wedged) == sorted(pids)
         trio.run(wait_until_gone, *pids)
     finally:  # a failure leaves no wedged process behind either
         for pid in pids:

@@ -29,6 +29,7 @@ from .._inproc_io import (
     no_descriptor,
 )
 from .._url import URL
+from ._abc import Stream
 from ._backend import Backend, PacketeerAttribute, current_backend
 
 
@@ -42,7 +43,7 @@ def _url_attribute(url: URL) -> Mapping[Any, Callable[[], Any]]:
 
 
 @final
-class InprocStream(InprocStreamIO, anyio.abc.ByteStream):
+class InprocStream(InprocStreamIO, Stream):
     """One end of an ``inproc://NAME`` connection, as an anyio byte stream."""
 
     def __init__(self, end: InprocStreamEnd) -> None:
@@ -63,7 +64,7 @@ class InprocStream(InprocStreamIO, anyio.abc.ByteStream):
 
 
 @final
-class InprocListener(InprocListenerIO, anyio.abc.Listener[anyio.abc.ByteStream]):
+class InprocListener(InprocListenerIO, anyio.abc.Listener[Stream]):
     """Accepts :class:`InprocStream` connections on ``inproc://NAME``."""
 
     def __init__(self, end: InprocListenerEnd) -> None:
@@ -82,14 +83,14 @@ class InprocListener(InprocListenerIO, anyio.abc.Listener[anyio.abc.ByteStream])
         """Always raises :class:`io.UnsupportedOperation`: no descriptor."""
         raise no_descriptor(self.url)
 
-    async def accept(self) -> anyio.abc.ByteStream:
+    async def accept(self) -> Stream:
         """Wait for the next connection and return its stream."""
         with self._conflict:
             return InprocStream(await self._accept_end())
 
     async def serve(
         self,
-        handler: Callable[[anyio.abc.ByteStream], Any],
+        handler: Callable[[Stream], Any],
         task_group: anyio.abc.TaskGroup | None = None,
     ) -> None:
         """Accept connections forever, running ``handler(stream)`` for each

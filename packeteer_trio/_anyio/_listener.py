@@ -23,12 +23,13 @@ from .._accept import (
 )
 from .._endpoints import ListenerEndpoint
 from .._fdio import ListenerIO
+from ._abc import Stream
 from ._backend import PacketeerAttribute, current_backend, socket_attributes
 from ._stream import wrap_stream
 
 
 @final
-class Listener(ListenerIO, anyio.abc.Listener[anyio.abc.ByteStream]):
+class Listener(ListenerIO, anyio.abc.Listener[Stream]):
     """Accepts byte streams on a URL; ``url`` is the bound address.
 
     Socket listeners provide :class:`anyio.abc.SocketAttribute`'s ``family``,
@@ -51,7 +52,7 @@ class Listener(ListenerIO, anyio.abc.Listener[anyio.abc.ByteStream]):
             return socket_attributes(socks[0], self.url)
         return {PacketeerAttribute.url: lambda: self.url}
 
-    async def accept(self) -> anyio.abc.ByteStream:
+    async def accept(self) -> Stream:
         """Wait for the next connection and return its stream."""
         with self._conflict:
             endpoint, waited = await self._accept_endpoint()
@@ -62,7 +63,7 @@ class Listener(ListenerIO, anyio.abc.Listener[anyio.abc.ByteStream]):
 
     async def serve(
         self,
-        handler: Callable[[anyio.abc.ByteStream], Any],
+        handler: Callable[[Stream], Any],
         task_group: anyio.abc.TaskGroup | None = None,
     ) -> None:
         """Accept connections forever, running ``handler(stream)`` for each.

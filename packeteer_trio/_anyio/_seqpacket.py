@@ -12,11 +12,13 @@ import anyio.abc
 from .._endpoints import StreamEndpoint
 from .._seqpacket_io import SeqpacketIO
 from .._sockinfo import peer_credentials
+from .._url import URL
+from ._abc import Stream
 from ._backend import Backend, socket_attributes
 
 
 @final
-class SeqpacketStream(SeqpacketIO, anyio.abc.ObjectStream[bytes], anyio.abc.ByteStream):
+class SeqpacketStream(SeqpacketIO, anyio.abc.ObjectStream[bytes], Stream):
     """A connected SOCK_SEQPACKET socket: ``send(item)``/``receive()``, one
     record each, whole.
 
@@ -29,6 +31,7 @@ class SeqpacketStream(SeqpacketIO, anyio.abc.ObjectStream[bytes], anyio.abc.Byte
     """
 
     _end_of_channel = anyio.EndOfStream
+    url: URL
 
     def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
         self.url = endpoint.url

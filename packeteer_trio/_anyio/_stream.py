@@ -1,12 +1,16 @@
-"""The anyio face of byte streams: lean loops over fds, or anyio's own streams.
+"""The anyio face of byte streams: lean loops, read-ahead, or anyio's own.
 
 Which class moves the bytes depends on the backend (measured, see the
 "anyio on asyncio and uvloop" section of ``benchmarks/README.md``):
 
-- sockets under asyncio: anyio's own stream, made with ``from_socket`` from
-  the socket the scheme already connected (transports are the fast path
-  there), behind a thin shell that adds the URL (and, for AF_UNIX,
-  descriptor passing from :mod:`.._fdpass`);
+- sockets under asyncio with ``add_reader`` (the selector loop, uvloop): the
+  read-ahead streams of :mod:`._selecting` (on uvloop's TCP transports,
+  :mod:`._transport`);
+- sockets on an asyncio loop without ``add_reader`` (Windows' proactor):
+  anyio's own stream on the loop's IOCP transports, made with
+  ``from_socket`` from the socket the scheme connected, behind a thin shell
+  that adds the URL (and, for AF_UNIX, descriptor passing from
+  :mod:`.._fdpass`);
 - sockets under trio, and pipes everywhere: the lean loops of
   :mod:`.._fdio` (shared with the trio face) with anyio's waits bound in,
   keeping trio's checkpoint sandwich: cancellation never arrives after bytes
@@ -15,7 +19,9 @@ Which class moves the bytes depends on the backend (measured, see the
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from asyncio.selector_events import BaseSelectorEventLoop
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, final
 
@@ -28,8 +34,11 @@ from .._fdio import PipeIO, SocketIO
 from .._fdpass import StreamFdPassing
 from .._io import FaceHooks
 from .._url import URL
-from ._backend import Backend, PacketeerAttribute, current_backend
+from ._abc import Stream
+from ._backend import ANYIO, Backend, PacketeerAttribute, current_backend
+from ._selecting import ReadAheadSocketStream, ReadAheadUNIXSocketStream
 from ._seqpacket import SeqpacketStream
+from ._transport import TransportSocketStream
 
 
 class _Lean(FaceHooks):
@@ -72,7 +81,7 @@ class _LeanSocket(SocketIO, _Lean):
 
 
 @final
-class LeanSocketStream(_LeanSocket, anyio.abc.SocketStream):
+class LeanSocketStream(_LeanSocket, anyio.abc.SocketStream, Stream):
     """A connected IP socket moved by the lean loop (anyio's trio backend)."""
 
     @property
@@ -81,7 +90,9 @@ class LeanSocketStream(_LeanSocket, anyio.abc.SocketStream):
 
 
 @final
-class LeanUNIXSocketStream(_LeanSocket, StreamFdPassing, anyio.abc.UNIXSocketStream):
+class LeanUNIXSocketStream(
+    _LeanSocket, StreamFdPassing, anyio.abc.UNIXSocketStream, Stream
+):
     """A connected AF_UNIX socket moved by the lean loop (anyio's trio backend).
 
     Passes descriptors with :mod:`.._fdpass` (shared with the trio face):
@@ -96,7 +107,7 @@ class LeanUNIXSocketStream(_LeanSocket, StreamFdPassing, anyio.abc.UNIXSocketStr
 
 
 class _Shell:
-    """anyio's own stream for a socket (asyncio), plus the URL.
+    """anyio's own stream for a socket (asyncio without add_reader), plus the URL.
 
     The hot methods are the inner stream's own bound methods, stored on the
     instance: a delegating ``async def`` would add a coroutine per call,
@@ -104,12 +115,13 @@ class _Shell:
     """
 
     _inner: anyio.abc.SocketStream
+    url: URL
 
     def __init__(self, inner: anyio.abc.SocketStream, endpoint: StreamEndpoint) -> None:
         assert endpoint.sock is not None
         self._inner = inner
         self._sock = endpoint.sock
-        self._url = endpoint.url
+        self.url = endpoint.url
         self._on_close = endpoint.on_close
         # Shadowing methods per instance is what mypy forbids by assignment;
         # the bound methods have exactly the ABC's signatures (tests check the
@@ -117,11 +129,6 @@ class _Shell:
         vars(self).update(
             receive=inner.receive, send=inner.send, send_eof=inner.send_eof
         )
-
-    @property
-    def url(self) -> URL:
-        """The URL this stream was opened with, narrowed and resolved."""
-        return self._url
 
     @property
     def _raw_socket(self) -> socket.socket:
@@ -134,7 +141,7 @@ class _Shell:
         return {
             **self._inner.extra_attributes,
             anyio.abc.SocketAttribute.raw_socket: lambda: self._sock,
-            PacketeerAttribute.url: lambda: self._url,
+            PacketeerAttribute.url: lambda: self.url,
         }
 
     # Only reached through the class (the instance attributes shadow them).
@@ -156,16 +163,18 @@ class _Shell:
                 on_close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._url}>"
+        return f"<{type(self).__name__} {self.url}>"
 
 
 @final
-class WrappedSocketStream(_Shell, anyio.abc.SocketStream):
+class WrappedSocketStream(_Shell, anyio.abc.SocketStream, Stream):
     """anyio's own IP stream (asyncio), plus the URL."""
 
 
 @final
-class WrappedUNIXSocketStream(_Shell, StreamFdPassing, anyio.abc.UNIXSocketStream):
+class WrappedUNIXSocketStream(
+    _Shell, StreamFdPassing, anyio.abc.UNIXSocketStream, Stream
+):
     """anyio's own AF_UNIX stream (asyncio), plus the URL; descriptors pass
     through :mod:`.._fdpass` (anyio's own ``receive_fds`` would leave
     descriptors beyond *maxfds* to the kernel unreported)."""
@@ -185,22 +194,13 @@ class WrappedUNIXSocketStream(_Shell, StreamFdPassing, anyio.abc.UNIXSocketStrea
         # Ours guard send_fds/receive_fds; anyio's guard its send/receive.
         self._conflicts(backend, "sending to", "receiving from")
 
-    @property
-    def url(self) -> URL:
-        """The URL this stream was opened with, narrowed and resolved."""
-        return self._url
-
-    @url.setter
-    def url(self, value: URL) -> None:  # FaceHooks' url is an attribute
-        self._url = value
-
     async def aclose(self) -> None:
         self._closed = True
         await super().aclose()
 
 
 @final
-class PipeStream(PipeIO, _Lean, anyio.abc.ByteStream):
+class PipeStream(PipeIO, _Lean, Stream):
     """A byte stream over one or two pipe descriptors (anon, fifo, unnamed local).
 
     A one-way end (a FIFO's reader or writer) behaves on its missing side
@@ -220,7 +220,7 @@ class PipeStream(PipeIO, _Lean, anyio.abc.ByteStream):
         return {PacketeerAttribute.url: lambda: self.url}
 
 
-async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
+async def wrap_stream(endpoint: StreamEndpoint) -> Stream:
     """The anyio stream for a raw endpoint; takes ownership of its descriptors.
 
     On failure (also cancellation) the endpoint is closed before raising.
@@ -242,9 +242,20 @@ async def wrap_stream(endpoint: StreamEndpoint) -> anyio.abc.ByteStream:
             if unix:
                 return LeanUNIXSocketStream(endpoint, backend)
             return LeanSocketStream(endpoint, backend)
+        if backend is ANYIO:
+            if unix:
+                return ReadAheadUNIXSocketStream(endpoint, backend)
+            if isinstance(asyncio.get_running_loop(), BaseSelectorEventLoop):
+                return ReadAheadSocketStream(endpoint, backend)
+            # uvloop: its TCP transport reads in C. Shielded: the connection
+            # is made (maybe accepted from a client that is waiting for us);
+            # building the transport takes one loop turn.
+            with anyio.CancelScope(shield=True):
+                stream = await TransportSocketStream.open(endpoint, backend)
+            return stream
         # Shielded: the connection is made (maybe accepted from a client that
         # is waiting for us); building the transport takes one loop turn.
-        wrapped: anyio.abc.SocketStream | None = None
+        wrapped: Stream | None = None
         with anyio.CancelScope(shield=True):
             if unix:
                 inner_unix = await anyio.abc.UNIXSocketStream.from_socket(sock)

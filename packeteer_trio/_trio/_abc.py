@@ -18,10 +18,11 @@ from __future__ import annotations
 import socket
 from abc import abstractmethod
 from collections.abc import Iterable
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import trio
 
+from .._buffer import Buffer
 from .._url import URL
 
 Data = bytes | bytearray | memoryview
@@ -38,7 +39,7 @@ class Stream(trio.abc.HalfCloseableStream):
     url: URL
 
     @abstractmethod
-    async def receive_into(self, buffer: Any) -> int:
+    async def receive_into(self, buffer: Buffer) -> int:
         """Receive into *buffer* (a writable bytes-like); 0 means end of file."""
 
     @abstractmethod

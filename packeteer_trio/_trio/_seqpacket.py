@@ -35,6 +35,7 @@ class SeqpacketChannel(SeqpacketIO, Stream, trio.abc.Channel[bytes]):
 
     _shown_as = "SeqpacketChannel"
     _end_of_channel = trio.EndOfChannel
+    url: URL
 
     def __init__(self, endpoint: StreamEndpoint) -> None:
         url = self.url = endpoint.url

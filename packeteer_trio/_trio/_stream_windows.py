@@ -32,7 +32,7 @@ if sys.platform != "win32":  # pragma: no cover - this is the POSIX case
     raise ImportError("packeteer_trio._trio._stream_windows is for Windows only")
 assert sys.platform == "win32"  # for mypy: the rest is checked on win32 only
 
-from typing import Any, BinaryIO, final
+from typing import BinaryIO, final
 
 import trio
 from trio.lowlevel import (
@@ -43,6 +43,7 @@ from trio.lowlevel import (
 
 import packeteer_trio._win32 as _win32
 
+from .._buffer import Buffer
 from .._endpoints import StreamEndpoint
 from .._errors import PacketeerError
 from .._fdio import DEFAULT_RECEIVE_SIZE
@@ -188,7 +189,7 @@ class HandleStream(Stream):
             count = await self._receive(view)
             return bytes(view[:count])
 
-    async def receive_into(self, buffer: Any) -> int:
+    async def receive_into(self, buffer: Buffer) -> int:
         with memoryview(buffer) as view:
             if view.format != "B" or view.ndim != 1:
                 view = view.cast("B")

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, final
 import trio
 from trio.lowlevel import checkpoint
 
+from .._buffer import Buffer
 from .._errors import PacketeerError
 from .._sendfile import copy_file
 from .._url import URL
@@ -149,7 +150,7 @@ class WrappedStream(Stream):
     def __init__(self, wrapped: trio.abc.Stream, url: URL) -> None:
         self.url = url
         self.wrapped = wrapped
-        self.transport = _transport_stream(wrapped)
+        self.transport: Stream | None = _transport_stream(wrapped)
         self._closed = False
 
     @property
@@ -187,7 +188,7 @@ class WrappedStream(Stream):
         data = await self.wrapped.receive_some(max_bytes)
         return data if type(data) is bytes else bytes(data)
 
-    async def receive_into(self, buffer: Any) -> int:
+    async def receive_into(self, buffer: Buffer) -> int:
         with memoryview(buffer) as view, view.cast("B") as target:
             data = await self.wrapped.receive_some(len(target))
             target[: len(data)] = data
@@ -231,7 +232,7 @@ class WrappedListener(Listener):
     def __init__(self, wrapped: trio.abc.Listener[trio.abc.Stream], url: URL) -> None:
         self.wrapped = wrapped
         self.url = url
-        self.transport = _transport_listener(wrapped)
+        self.transport: Listener | None = _transport_listener(wrapped)
         self._closed = False
 
     @property

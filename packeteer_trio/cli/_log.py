@@ -20,7 +20,8 @@ class Log:
     def __init__(
         self, *, quiet: bool = False, verbose: bool = False, prefix: str = ""
     ) -> None:
-        self.quiet, self.verbose = quiet, verbose
+        self.quiet: bool = quiet
+        self.verbose: bool = verbose
         self.prefix = prefix  # "worker 2: " in echo's worker processes
 
     @classmethod

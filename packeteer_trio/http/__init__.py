@@ -33,12 +33,13 @@ from __future__ import annotations
 try:
     import httpcore  # noqa: F401
     import httpx  # noqa: F401
-except ImportError as exc:  # pragma: no cover - tested in a subprocess
+except ImportError as _exc:  # pragma: no cover - tested in a subprocess
+    # (underscored: a checker would list ``exc`` among the module's names)
     raise ImportError(
-        f"packeteer_trio.http needs httpx, which is not installed ({exc}); "
+        f"packeteer_trio.http needs httpx, which is not installed ({_exc}); "
         "install the extra: pip install 'packeteer-trio[http]'",
-        name=exc.name,
-    ) from exc
+        name=_exc.name,
+    ) from _exc
 
 from ._asgi import serve_asgi
 from ._backend import URLBackend
