@@ -17,6 +17,7 @@ from ._common import Config, Row, format_table, progress
 
 MODULES = [
     "streams",
+    "inproc",
     "pipes",
     "datagrams",
     "anyio_layer",

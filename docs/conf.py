@@ -168,6 +168,11 @@ _NO_SIGNATURE = {
     "packeteer_trio.OSDatagramChannel",
     "packeteer_trio.SeqpacketChannel",
     "packeteer_trio.http.NetworkStream",
+    *(
+        f"packeteer_trio{face}.Inproc{kind}"
+        for face in ("", ".anyio_compat")
+        for kind in ("Stream", "Listener", "DatagramSocket", "DatagramChannel")
+    ),
 }
 
 

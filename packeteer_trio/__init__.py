@@ -1,8 +1,8 @@
 """packeteer_trio: one socket-like API for every kind of inter-process I/O.
 
 Pick the transport by URL (``tcp://``, ``udp://``, ``local://``, ``fifo://``,
-``anon://``, ``pipe://``, ``tun://``, ``tap://``) and get a real trio Stream,
-Listener or Channel.
+``anon://``, ``pipe://``, ``tun://``, ``tap://``, ``inproc://``) and get a
+real trio Stream, Listener or Channel.
 """
 
 import sys
@@ -26,6 +26,12 @@ from ._extend import (
 from ._fdpass import Credentials
 from ._trio._abc import DatagramChannel, DatagramSocket, Listener, Stream
 from ._trio._datagram import OSDatagramChannel, OSDatagramSocket
+from ._trio._inproc import (
+    InprocDatagramChannel,
+    InprocDatagramSocket,
+    InprocListener,
+    InprocStream,
+)
 from ._trio._packet import PacketChannel
 from ._trio._seqpacket import SeqpacketChannel
 from ._trio._stream import PipeStream, SocketStream
@@ -59,6 +65,10 @@ __all__ = [
     "DatagramSocket",
     "DescriptorsDropped",
     "Events",
+    "InprocDatagramChannel",
+    "InprocDatagramSocket",
+    "InprocListener",
+    "InprocStream",
     "InvalidURL",
     "Listener",
     "OSDatagramChannel",

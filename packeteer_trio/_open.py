@@ -34,6 +34,7 @@ from ._endpoints import (
     StreamEndpoint,
 )
 from ._errors import InvalidURL
+from ._inproc import InprocDatagramEnd, InprocListenerEnd, InprocStreamEnd
 from ._registry import AnyScheme, Scheme, UserScheme, lookup
 from ._url import URL, split
 
@@ -120,22 +121,24 @@ class BuiltinTarget:
     scheme: Scheme
     local: URL | None = None
 
-    async def connect(self) -> StreamEndpoint:
+    async def connect(self) -> StreamEndpoint | InprocStreamEnd:
         connect = self.scheme.connect
         assert connect is not None
         return await connect(self.url)
 
-    async def listen(self, backlog: int | None) -> ListenerEndpoint:
+    async def listen(self, backlog: int | None) -> ListenerEndpoint | InprocListenerEnd:
         listen = self.scheme.listen
         assert listen is not None
         return await listen(self.url, capped_backlog(backlog))
 
-    async def open_datagram(self) -> DatagramEndpoint:
+    async def open_datagram(self) -> DatagramEndpoint | InprocDatagramEnd:
         open_datagram = self.scheme.open_datagram
         assert open_datagram is not None
         return await open_datagram(self.url)
 
-    async def connect_datagram(self) -> DatagramEndpoint | PacketEndpoint:
+    async def connect_datagram(
+        self,
+    ) -> DatagramEndpoint | PacketEndpoint | InprocDatagramEnd:
         scheme = self.scheme
         if scheme.connect_packet is not None:
             return await scheme.connect_packet(self.url)

@@ -32,6 +32,7 @@ from ._endpoints import (
     StreamEndpoint,
 )
 from ._errors import InvalidURL, UnsupportedScheme
+from ._inproc import InprocDatagramEnd, InprocListenerEnd, InprocStreamEnd
 from ._url import URL, install_scheme_rules
 
 BEHAVIOURS = {
@@ -42,12 +43,17 @@ BEHAVIOURS = {
 }
 
 Validate = Callable[[URL, str], URL]
-ConnectStream = Callable[[URL], Awaitable[StreamEndpoint]]
-ListenStream = Callable[[URL, int | None], Awaitable[ListenerEndpoint]]
+# inproc:// has no descriptors: its factories give its own ends (._inproc).
+ConnectStream = Callable[[URL], Awaitable[StreamEndpoint | InprocStreamEnd]]
+ListenStream = Callable[
+    [URL, int | None], Awaitable[ListenerEndpoint | InprocListenerEnd]
+]
 # open_datagram: a bound, unconnected socket; connect_datagram(peer, local):
 # a connected one (bound first to *local* if given).
-OpenDatagram = Callable[[URL], Awaitable[DatagramEndpoint]]
-ConnectDatagram = Callable[[URL, URL | None], Awaitable[DatagramEndpoint]]
+OpenDatagram = Callable[[URL], Awaitable[DatagramEndpoint | InprocDatagramEnd]]
+ConnectDatagram = Callable[
+    [URL, URL | None], Awaitable[DatagramEndpoint | InprocDatagramEnd]
+]
 # A packet device (tun/tap): not a socket; connect_datagram() wraps it.
 ConnectPacket = Callable[[URL], Awaitable[PacketEndpoint]]
 

@@ -53,15 +53,26 @@ import packeteer_trio._open as _open
 from ._anyio._abc import Stream
 from ._anyio._backend import PacketeerAttribute
 from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
+from ._anyio._inproc import (
+    InprocDatagramChannel,
+    InprocDatagramSocket,
+    InprocListener,
+    InprocStream,
+)
 from ._anyio._listener import Listener
 from ._anyio._seqpacket import SeqpacketStream
 from ._anyio._stream import wrap_stream
 from ._endpoints import PacketEndpoint
+from ._inproc import InprocDatagramEnd, InprocListenerEnd, InprocStreamEnd
 from ._url import URL
 
 __all__ = [
     "DatagramChannel",
     "DatagramSocket",
+    "InprocDatagramChannel",
+    "InprocDatagramSocket",
+    "InprocListener",
+    "InprocStream",
     "Listener",
     "PacketChannel",
     "PacketeerAttribute",
@@ -86,10 +97,15 @@ async def connect(url: str | URL) -> Stream:
     target = _open.builtin_target(url, "connect")
     # Some schemes never wait (anon, fifo, local): make every verb a checkpoint.
     await anyio.lowlevel.checkpoint()
-    return await wrap_stream(await target.connect())
+    endpoint = await target.connect()
+    if isinstance(endpoint, InprocStreamEnd):
+        return InprocStream(endpoint)
+    return await wrap_stream(endpoint)
 
 
-async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
+async def listen(
+    url: str | URL, *, backlog: int | None = None
+) -> Listener | InprocListener:
     """Listen on *url*; the listener's ``url`` is the bound address.
 
     *backlog* None asks for the most the OS allows; larger than 65535 is
@@ -98,6 +114,8 @@ async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
     target = _open.builtin_target(url, "listen")
     await anyio.lowlevel.checkpoint()
     endpoint = await target.listen(backlog)
+    if isinstance(endpoint, InprocListenerEnd):
+        return InprocListener(endpoint)
     try:
         return Listener(endpoint)
     except BaseException:
@@ -111,7 +129,9 @@ async def serve(
     *,
     backlog: int | None = None,
     task_group: anyio.abc.TaskGroup | None = None,
-    task_status: anyio.abc.TaskStatus[list[Listener]] = anyio.TASK_STATUS_IGNORED,
+    task_status: anyio.abc.TaskStatus[
+        list[Listener | InprocListener]
+    ] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on *url* and run ``handler(stream)`` for every connection.
 
@@ -126,7 +146,7 @@ async def serve(
         await listener.serve(handler, task_group)
 
 
-async def open_datagram(url: str | URL) -> DatagramSocket:
+async def open_datagram(url: str | URL) -> DatagramSocket | InprocDatagramSocket:
     """Bind a datagram socket at *url* (port 0 = ephemeral; see ``sock.url``).
 
     An :class:`anyio.abc.UnreliableObjectStream` of ``(bytes, URL)``:
@@ -135,6 +155,8 @@ async def open_datagram(url: str | URL) -> DatagramSocket:
     target = _open.builtin_target(url, "open_datagram")
     await anyio.lowlevel.checkpoint()
     endpoint = await target.open_datagram()
+    if isinstance(endpoint, InprocDatagramEnd):
+        return InprocDatagramSocket(endpoint)
     try:
         return DatagramSocket(endpoint)
     except BaseException:
@@ -152,7 +174,7 @@ async def connect_datagram(
 
 async def connect_datagram(
     url: str | URL, *, local: str | URL | None = None
-) -> DatagramChannel | PacketChannel:
+) -> DatagramChannel | PacketChannel | InprocDatagramChannel:
     """A connected datagram socket to *url*; *local* binds our end first.
 
     An :class:`anyio.abc.UnreliableObjectStream` of ``bytes``, one datagram
@@ -167,6 +189,8 @@ async def connect_datagram(
     # may cancel us before the channel owns it.
     await anyio.lowlevel.checkpoint()
     endpoint = await target.connect_datagram()
+    if isinstance(endpoint, InprocDatagramEnd):
+        return InprocDatagramChannel(endpoint)
     try:
         if isinstance(endpoint, PacketEndpoint):
             return PacketChannel(endpoint)

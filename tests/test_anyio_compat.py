@@ -18,6 +18,7 @@ import pytest
 
 import packeteer_trio as pt
 from packeteer_trio import anyio_compat as pa
+from packeteer_trio.anyio_compat import PacketeerAttribute
 from packeteer_trio.schemes._listener import SocketListenerEndpoint
 
 from .conftest import open_fds
@@ -113,6 +114,14 @@ async def check_round_trip(
 
 
 # --- round trips per scheme --------------------------------------------------
+
+
+async def test_inproc_round_trip() -> None:
+    client, server = await pair("inproc://round-trip")
+    assert isinstance(client, pa.InprocStream)
+    assert not isinstance(client, anyio.abc.SocketStream)
+    assert client.extra(PacketeerAttribute.url) == pt.URL.parse("inproc://round-trip")
+    await check_round_trip(client, server)
 
 
 async def test_tcp4_round_trip() -> None:
@@ -322,9 +331,15 @@ async def echo_once(stream: anyio.abc.ByteStream) -> None:
             await stream.send(chunk)
 
 
-@pytest.mark.parametrize("kind", ["tcp", pytest.param("local", marks=posix_only)])
+@pytest.mark.parametrize(
+    "kind", ["tcp", pytest.param("local", marks=posix_only), "inproc"]
+)
 async def test_serve_with_a_task_group(kind: str, tmp_path: Path) -> None:
-    url = "tcp://127.0.0.1:0" if kind == "tcp" else f"local://{tmp_path}/e.sock"
+    url = {
+        "tcp": "tcp://127.0.0.1:0",
+        "local": f"local://{tmp_path}/e.sock",
+        "inproc": "inproc://served",
+    }[kind]
     async with (
         anyio.create_task_group() as handlers,
         anyio.create_task_group() as group,
@@ -333,7 +348,9 @@ async def test_serve_with_a_task_group(kind: str, tmp_path: Path) -> None:
         listeners = await group.start(serve, url, echo_once)
         assert len(listeners) == 1
         (listener,) = listeners
-        assert isinstance(listener, pa.Listener)
+        assert isinstance(
+            listener, pa.InprocListener if kind == "inproc" else pa.Listener
+        )
         for index in range(3):
             async with await pa.connect(listener.url) as client:
                 message = f"hello {index}".encode()
@@ -440,9 +457,10 @@ async def test_local_connect_errors_name_the_url(tmp_path: Path) -> None:
         await pa.listen("local://")
 
 
-async def test_busy_resource() -> None:
-    client, server = await pair("tcp4://127.0.0.1:0")
-    listener = await pa.listen("tcp4://127.0.0.1:0")
+@pytest.mark.parametrize("url", ["tcp4://127.0.0.1:0", "inproc://busy"])
+async def test_busy_resource(url: str) -> None:
+    client, server = await pair(url)
+    listener = await pa.listen(url.replace("busy", "busy-listener"))
     async with client, server, listener:
         for call in (server.receive, listener.accept):
             async with anyio.create_task_group() as group:
@@ -470,6 +488,7 @@ async def test_busy_pipe() -> None:
         "tcp",
         pytest.param("local", marks=posix_only),
         pytest.param("anon", marks=anyio_pipes),
+        "inproc",
     ],
 )
 async def test_closed_resource(kind: str, tmp_path: Path) -> None:
@@ -477,7 +496,11 @@ async def test_closed_resource(kind: str, tmp_path: Path) -> None:
         stream = await pa.connect("anon://")
         other: anyio.abc.ByteStream | None = None
     else:
-        url = "tcp://127.0.0.1:0" if kind == "tcp" else f"local://{tmp_path}/c.sock"
+        url = {
+            "tcp": "tcp://127.0.0.1:0",
+            "local": f"local://{tmp_path}/c.sock",
+            "inproc": "inproc://closing",
+        }[kind]
         stream, other = await pair(url)
     # Closing wakes a task blocked in receive with ClosedResourceError.
     async with anyio.create_task_group() as group:
@@ -514,6 +537,7 @@ async def test_closed_resource(kind: str, tmp_path: Path) -> None:
 @pytest.fixture
 async def tcp_listener() -> AsyncIterator[pa.Listener]:
     async with await pa.listen("tcp4://127.0.0.1:0", backlog=1024) as listener:
+        assert isinstance(listener, pa.Listener)
         yield listener
 
 

@@ -144,7 +144,7 @@ def test_demo_runs_every_scheme() -> None:
         for line in out.splitlines()[1:]
         if line and not line[0].isdigit()
     }
-    expected = ["tcp4", "udp4", "anon"]
+    expected = ["tcp4", "udp4", "anon", "inproc"]
     if sys.platform == "win32":
         expected += ["pipe"]
     else:

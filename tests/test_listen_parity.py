@@ -237,7 +237,9 @@ class FlakyEndpoint(ListenerEndpoint):
 async def flaky_endpoint() -> FlakyEndpoint:
     scheme = _registry.lookup("tcp")
     assert isinstance(scheme, _registry.Scheme) and scheme.listen is not None
-    return FlakyEndpoint(await scheme.listen(URL.parse("tcp://127.0.0.1:0"), None))
+    endpoint = await scheme.listen(URL.parse("tcp://127.0.0.1:0"), None)
+    assert isinstance(endpoint, ListenerEndpoint)
+    return FlakyEndpoint(endpoint)
 
 
 @pytest.mark.trio

@@ -34,12 +34,14 @@ import trio.abc
 
 import packeteer_trio as pt
 import packeteer_trio._anyio._datagram
+import packeteer_trio._anyio._inproc
 import packeteer_trio._anyio._listener
 import packeteer_trio._anyio._selecting
 import packeteer_trio._anyio._stream
 import packeteer_trio._anyio._transport
 import packeteer_trio._trio._abc
 import packeteer_trio._trio._datagram
+import packeteer_trio._trio._inproc
 import packeteer_trio._trio._listener
 import packeteer_trio._trio._packet
 import packeteer_trio._trio._stream
@@ -57,6 +59,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._trio._packet,
     packeteer_trio._trio._seqpacket,
     packeteer_trio._trio._wrapped,
+    packeteer_trio._trio._inproc,
     packeteer_trio.anyio_compat,
     packeteer_trio._anyio._stream,
     packeteer_trio._anyio._selecting,
@@ -64,6 +67,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,
     packeteer_trio._anyio._seqpacket,
+    packeteer_trio._anyio._inproc,
 ]
 ABCS: frozenset[type] = frozenset(
     value
@@ -184,7 +188,16 @@ def test_the_walk_finds_both_faces() -> None:
         assert expected in names, expected
     # Both faces' datagram and packet classes, both Listener classes.
     modules = {(cls.__module__, cls.__qualname__) for cls in CLASSES}
-    for name in ("DatagramChannel", "PacketChannel", "Listener", "PipeStream"):
+    for name in (
+        "DatagramChannel",
+        "PacketChannel",
+        "Listener",
+        "PipeStream",
+        "InprocStream",
+        "InprocListener",
+        "InprocDatagramSocket",
+        "InprocDatagramChannel",
+    ):
         assert sum(1 for _, qualname in modules if qualname == name) == 2, name
 
 
@@ -274,6 +287,7 @@ async def anyio_stream_pair(
             "local_path": f"local://{tmp_path}/sig.sock",
             "local_abstract": _abstract(),
             "fifo": f"fifo://{tmp_path}/sig.fifo",
+            "inproc": "inproc://sig",
         }[kind]
         listener = await pa.listen(url)
         stack.push_async_callback(listener.aclose)
@@ -297,6 +311,7 @@ STREAM_KINDS = [
     pytest.param("unnamed_local", marks=posix_only),
     pytest.param("anon", marks=posix_only),
     pytest.param("fifo", marks=posix_only),
+    pytest.param("inproc"),
 ]
 
 
@@ -331,6 +346,8 @@ def _datagram_url(kind: str, tmp_path: Path, n: int) -> str:
         return "udp4://127.0.0.1:0"
     if kind == "local_path":
         return f"local://{tmp_path}/sig-{n}.sock?behaviour=datagram"
+    if kind == "inproc":
+        return f"inproc://sig-{n}?behaviour=datagram"
     return _abstract() + "?behaviour=datagram"
 
 
@@ -338,6 +355,7 @@ DATAGRAM_KINDS = [
     pytest.param("udp"),
     pytest.param("local_path", marks=posix_only),
     pytest.param("local_abstract", marks=linux_only),
+    pytest.param("inproc"),
 ]
 
 
@@ -406,6 +424,7 @@ async def test_trio_streams_take_keywords(kind: str, tmp_path: Path) -> None:
         "unnamed_local": "local://",
         "anon": "anon://",
         "fifo": f"fifo://{tmp_path}/sig.fifo",
+        "inproc": "inproc://sig",
     }[kind]
     async with AsyncExitStack() as stack:
         if kind in ("anon", "unnamed_local"):
@@ -434,8 +453,10 @@ async def test_trio_streams_take_keywords(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
-async def test_trio_datagram_channel_takes_keywords() -> None:
-    async with await pt.open_datagram("udp4://127.0.0.1:0") as server:
+@pytest.mark.parametrize("url", ["udp4://127.0.0.1:0", "inproc://sig?behaviour=dgram"])
+async def test_trio_datagram_channel_takes_keywords(url: str) -> None:
+    async with await pt.open_datagram(url) as server:
+        assert object_mismatches(server) == []
         channel = await pt.connect_datagram(server.url)
         async with channel:
             assert object_mismatches(channel) == []

@@ -99,6 +99,19 @@ async def test_local_path_half_closeable(tmp_path: Path) -> None:
     await trio.testing.check_half_closeable_stream(maker, clogged)
 
 
+@pytest.mark.trio
+@pytest.mark.parametrize("clogging", [False, True], ids=["free", "clogged"])
+async def test_inproc_half_closeable(clogging: bool) -> None:
+    counter = iter(range(1000))
+    maker, clogged = makers(lambda: f"inproc://conformance-{next(counter)}")
+    await trio.testing.check_half_closeable_stream(maker, clogged if clogging else None)
+
+
+# Where the test is about the API, not the transport: a user swapping tcp://
+# for inproc:// in their tests sees the same behaviour.
+SWAPPABLE = ["tcp4://127.0.0.1:0", "inproc://swapped"]
+
+
 @linux_only
 @pytest.mark.trio
 async def test_local_abstract_half_closeable() -> None:
@@ -379,14 +392,15 @@ async def test_abstract_leaves_nothing_on_disk(tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
-async def test_serve_many_clients() -> None:
+@pytest.mark.parametrize("url", SWAPPABLE)
+async def test_serve_many_clients(url: str) -> None:
     async def echo(stream: Stream) -> None:
         async with stream:
             while data := await stream.receive_some():
                 await stream.send_all(data)
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(pt.serve, "tcp4://127.0.0.1:0", echo)
+        listeners = await nursery.start(pt.serve, url, echo)
         url = listeners[0].url
 
         async def client(index: int) -> None:
@@ -480,8 +494,9 @@ async def test_fifo_cancellation_never_leaks_fds(tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
-async def test_busy_and_closed() -> None:
-    client, server = await socket_pair("tcp4://127.0.0.1:0")
+@pytest.mark.parametrize("url", SWAPPABLE)
+async def test_busy_and_closed(url: str) -> None:
+    client, server = await socket_pair(url)
     async with client, server:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.receive_some)
@@ -494,8 +509,9 @@ async def test_busy_and_closed() -> None:
 
 
 @pytest.mark.trio
-async def test_close_wakes_waiting_receiver() -> None:
-    client, server = await socket_pair("tcp4://127.0.0.1:0")
+@pytest.mark.parametrize("url", SWAPPABLE)
+async def test_close_wakes_waiting_receiver(url: str) -> None:
+    client, server = await socket_pair(url)
     async with client:
         async with trio.open_nursery() as nursery:
 
@@ -509,8 +525,9 @@ async def test_close_wakes_waiting_receiver() -> None:
 
 
 @pytest.mark.trio
-async def test_accept_close_wakes_waiter() -> None:
-    listener = await pt.listen("tcp4://127.0.0.1:0")
+@pytest.mark.parametrize("url", SWAPPABLE)
+async def test_accept_close_wakes_waiter(url: str) -> None:
+    listener = await pt.listen(url)
     async with trio.open_nursery() as nursery:
 
         async def waiter() -> None:

@@ -12,9 +12,16 @@ from .._endpoints import (
     PacketEndpoint,
     StreamEndpoint,
 )
+from .._inproc import InprocDatagramEnd, InprocListenerEnd, InprocStreamEnd
 from .._url import URL
 from ._abc import DatagramChannel, DatagramSocket, Listener, Stream
 from ._datagram import OSDatagramChannel, OSDatagramSocket
+from ._inproc import (
+    InprocDatagramChannel,
+    InprocDatagramSocket,
+    InprocListener,
+    InprocStream,
+)
 from ._listener import OSListener
 from ._packet import PacketChannel
 from ._stream import stream_from_endpoint
@@ -26,33 +33,49 @@ from ._wrapped import (
 )
 
 
-def stream(opened: StreamEndpoint | trio.abc.Stream, url: URL) -> Stream:
+def stream(
+    opened: StreamEndpoint | InprocStreamEnd | trio.abc.Stream, url: URL
+) -> Stream:
     if isinstance(opened, StreamEndpoint):
         return stream_from_endpoint(opened)
+    if isinstance(opened, InprocStreamEnd):
+        return InprocStream(opened)
     return adapt_stream(opened, url)
 
 
 def listener(
-    opened: ListenerEndpoint | trio.abc.Listener[trio.abc.Stream], url: URL
+    opened: ListenerEndpoint | InprocListenerEnd | trio.abc.Listener[trio.abc.Stream],
+    url: URL,
 ) -> Listener:
     if isinstance(opened, ListenerEndpoint):
         return OSListener(opened)
+    if isinstance(opened, InprocListenerEnd):
+        return InprocListener(opened)
     return adapt_listener(opened, url)
 
 
 def datagram_socket(
-    opened: DatagramEndpoint | trio.abc.Channel[tuple[bytes, URL]], url: URL
+    opened: DatagramEndpoint | InprocDatagramEnd | trio.abc.Channel[tuple[bytes, URL]],
+    url: URL,
 ) -> DatagramSocket:
     if isinstance(opened, DatagramEndpoint):
         return OSDatagramSocket(opened)
+    if isinstance(opened, InprocDatagramEnd):
+        return InprocDatagramSocket(opened)
     return adapt_datagram_socket(opened, url)
 
 
 def datagram_channel(
-    opened: DatagramEndpoint | PacketEndpoint | trio.abc.Channel[bytes], url: URL
+    opened: DatagramEndpoint
+    | PacketEndpoint
+    | InprocDatagramEnd
+    | trio.abc.Channel[bytes],
+    url: URL,
 ) -> DatagramChannel | PacketChannel:
     if isinstance(opened, DatagramEndpoint):
         return OSDatagramChannel(opened)
+    if isinstance(opened, InprocDatagramEnd):
+        return InprocDatagramChannel(opened)
     if isinstance(opened, PacketEndpoint):
         return PacketChannel(opened)
     return adapt_datagram_channel(opened, url)

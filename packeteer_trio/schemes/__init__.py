@@ -6,8 +6,8 @@ imported on the first lookup of its name.
 """
 
 from .._registry import register_lazily
-from . import anon, fd, fifo, local, pipe, tcp, tuntap, udp
+from . import anon, fd, fifo, inproc, local, pipe, tcp, tuntap, udp
 
 register_lazily("tls+tcp", "packeteer_trio.tls")
 
-__all__ = ["anon", "fd", "fifo", "local", "pipe", "tcp", "tuntap", "udp"]
+__all__ = ["anon", "fd", "fifo", "inproc", "local", "pipe", "tcp", "tuntap", "udp"]

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import anyio
 
 import packeteer_trio.schemes._seqpacket as _seqpacket
+import packeteer_trio.schemes._takeover as _takeover
 
 from .._accept import MAX_BACKLOG
 from .._endpoints import DatagramEndpoint, StreamEndpoint
@@ -97,6 +98,7 @@ def validate(url: URL, text: str) -> URL:
             )
     check_options(url, text)
     _seqpacket.check(url, text)
+    _takeover.check_option(url, text)
     return url
 
 
@@ -245,6 +247,8 @@ def bind(url: URL, sock: socket.socket) -> Callable[[], None] | None:
         sock.bind(address)
         return None
     refuse_symlinks(url, address, final=False)
+    if _takeover.requested(url):
+        return _takeover.bind_over(url, sock)
     clear_stale_socket(url, sock.type)
     mode = file_mode(url)
     if mode is None:

@@ -112,9 +112,11 @@ def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
     if not has_ipv6_loopback():
         cases[1] = Case("tcp6", "stream", None, "this host has no IPv6 loopback")
     anon = case("anon", lambda m: self_pipe_case(pt.URL("anon"), bulk, count, m))
+    # No kernel at all: the row shows what the Python on both ends costs.
+    inproc = case("inproc", sockets(pt.URL.parse("inproc://demo")))
     if sys.platform == "win32":  # pragma: no cover
         pipe = pt.URL(scheme="pipe", path=f"/packeteer-demo-{os.getpid()}")
-        return [*cases, case("pipe", sockets(pipe)), anon]
+        return [*cases, case("pipe", sockets(pipe)), anon, inproc]
     cases.append(case("local:path", sockets(pt.URL("local", path=str(tmp / "s.sock")))))
     if linux:
         cases.append(case("local:abstract", sockets(pt.URL("local", path=abstract))))
@@ -127,6 +129,7 @@ def stream_cases(tmp: Path, bulk: int, count: int) -> list[Case]:
         ),
         anon,
         case("fifo", lambda m: fifo_case(up, down, bulk, count, m)),
+        inproc,
     ]
 
 
