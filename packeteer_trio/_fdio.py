@@ -19,7 +19,6 @@ layer per call would cost more than the syscall on small messages.
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from ._io import (
     FdHolder,
     SocketAccess,
     WaitFd,
+    shut_write,
 )
 from ._url import URL
 
@@ -126,11 +126,7 @@ class SocketIO(SocketAccess, FaceHooks):
             if self._did_shutdown:
                 return
             self._did_shutdown = True
-            try:
-                self._sock.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                if exc.errno != errno.ENOTCONN:  # the peer is gone: nothing to end
-                    raise self._broken(exc) from exc
+            shut_write(self._sock, self._broken)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         with self._receive_conflict:

@@ -28,6 +28,18 @@ Checkpoint = Callable[[], Awaitable[None]]
 # until then, the loops pause (1 ms, doubling up to 100 ms) and try again.
 SHORT_OF_MEMORY = frozenset({errno.ENOMEM, errno.ENOBUFS})
 FIRST_PAUSE = 0.001
+
+
+def shut_write(sock: socket.socket, broken: Callable[[OSError], Exception]) -> None:
+    """``send_eof``'s system call: ``shutdown(SHUT_WR)``; ENOTCONN is no
+    error (the peer is gone: there is nothing left to end)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise broken(exc) from exc
+
+
 MAX_PAUSE = 0.1
 
 

@@ -32,7 +32,7 @@ from ._fdpass import (
     too_many,
     truncated,
 )
-from ._io import FIRST_PAUSE, SHORT_OF_MEMORY
+from ._io import FIRST_PAUSE, SHORT_OF_MEMORY, shut_write
 
 # Records up to this size need no max_size (the kernel's default send buffer,
 # ~208 KiB on Linux, is the usual bound on one record).
@@ -165,11 +165,7 @@ class SeqpacketIO(MessageIO):
             if self._did_shutdown:
                 return
             self._did_shutdown = True
-            try:
-                self._sock.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                if exc.errno != errno.ENOTCONN:
-                    raise self._broken(exc) from exc
+            shut_write(self._sock, self._broken)
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_conflict:

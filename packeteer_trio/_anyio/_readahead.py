@@ -38,7 +38,6 @@ with
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import socket
 import struct
@@ -50,7 +49,7 @@ import anyio
 import anyio.abc
 
 from .._endpoints import StreamEndpoint
-from .._io import FaceHooks
+from .._io import FaceHooks, shut_write
 from ._backend import Backend, socket_attributes
 
 # Stop reading above this many buffered bytes, start again at LOW_WATER:
@@ -232,11 +231,7 @@ class ReadAheadBuffer(FaceHooks):
             if self._did_shutdown:
                 return
             self._did_shutdown = True
-            try:
-                self._sock.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                if exc.errno != errno.ENOTCONN:  # the peer is gone: nothing to end
-                    raise self._broken(exc) from exc
+            shut_write(self._sock, self._broken)
 
     def _close_buffer(self) -> None:
         """aclose's first half: closed, waiters woken, the buffer dropped."""
