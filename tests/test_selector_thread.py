@@ -99,6 +99,32 @@ def udp_sockets(
             sock.close()
 
 
+@contextlib.contextmanager
+def numbered_udp_sockets(
+    numbers: set[int], readable_by: socket.socket | None = None
+) -> Iterator[list[socket.socket]]:
+    """UDP sockets with exactly these descriptor numbers, as udp_sockets()
+    makes them. POSIX gives the lowest free numbers at once; Windows reuses
+    freed handles in an order of its own, so sockets with other numbers are
+    held open (at most 64) until the freed ones come back."""
+    kept: list[socket.socket] = []
+    spare: list[socket.socket] = []
+    try:
+        while len(kept) < len(numbers):
+            assert len(spare) < 64, f"precondition: numbers {numbers} not reused"
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            (kept if sock.fileno() in numbers else spare).append(sock)
+        for sock in kept:
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            if readable_by is not None:
+                readable_by.sendto(b"x", sock.getsockname())
+        yield kept
+    finally:
+        for sock in kept + spare:
+            sock.close()
+
+
 @pytest.mark.parametrize("anyio_backend", [NO_READER])
 @pytest.mark.parametrize("direction", ["read", "write"])
 async def test_stale_select_result_keeps_the_wait_on_a_reused_number(
@@ -136,10 +162,7 @@ async def test_stale_select_result_keeps_the_wait_on_a_reused_number(
                         for scope in scopes:
                             scope.cancel()
                         await settle()
-                    with udp_sockets(2, sender_or_none) as new:
-                        assert {sock.fileno() for sock in new} == numbers, (
-                            "precondition: the new sockets reuse the numbers"
-                        )
+                    with numbered_udp_sockets(numbers, sender_or_none) as new:
                         with anyio.fail_after(10):  # a lost wakeup hangs here
                             async with anyio.create_task_group() as waits:
                                 for sock in new:
