@@ -164,12 +164,19 @@ class DatagramReadAhead(DatagramCore, MessageIO):
             count += 1
             if entry[0] is not None:
                 self._queued_bytes += len(entry[0])
+                self._pause = FIRST_PAUSE
             if len(queue) >= MAX_QUEUED or self._queued_bytes >= HIGH_WATER:
                 self._stop_reading()
                 break
+            if entry[0] is None:
+                # libuv (uvloop) stops watching a descriptor that polled with
+                # an error (POLLERR: the ICMP error just read), telling
+                # nobody; registering again starts it again.
+                self._loop.remove_reader(self._fd)
+                self._loop.add_reader(self._fd, self._readable)
+                break
             if not more:
                 break
-        self._pause = FIRST_PAUSE
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
