@@ -2,12 +2,15 @@
 
 :class:`DatagramSocket` (bound, from ``open_datagram``) carries
 ``(bytes, URL)`` items, :class:`DatagramChannel` (from ``connect_datagram``)
-carries ``bytes``. The loops are the trio face's, from
-:mod:`.._datagram_io`, with anyio's waits bound in: the checkpoint
-sandwich (cancellation never arrives after a datagram left or was taken from
-the kernel), a datagram that does not fit ``max_size`` is reported and never
-silently cut, and destination URLs become sockaddrs through the scheme's
-``lookup``/``resolve``, cached per socket. anyio's own datagram sockets
+carries ``bytes``. On an asyncio loop with ``add_reader`` (the selector
+loop, uvloop) the loop reads ahead into a bounded queue
+(:mod:`._datagram_readahead`); under trio and on loops without it (Windows'
+proactor) the loops are the trio face's, from :mod:`.._datagram_io`, with
+anyio's waits bound in: the checkpoint sandwich (cancellation never arrives
+after a datagram left or was taken from the kernel). Either way a datagram
+that does not fit ``max_size`` is reported and never silently cut, and
+destination URLs become sockaddrs through the scheme's ``lookup``/``resolve``,
+cached per socket. anyio's own datagram sockets
 would not do: they carry ``(host, port)`` tuples, cut AF_UNIX datagrams at
 64 KiB and, on asyncio, drop datagrams beyond a queue of 100.
 

@@ -10,14 +10,23 @@ what comes (one datagram when a receiver waits for it, else all the kernel
 holds, up to the bound), a ``receive`` takes from the queue, and a ``send``
 calls ``sendto`` and waits only when the kernel's buffer is full.
 
-Why a reader callback and not ``loop.create_datagram_endpoint(sock=...)``:
-measured (docs/anyio.md, ``benchmarks/README.md``), the transport cost more
-CPU per round trip on plain asyncio (its ``_read_ready`` wraps the same
-``recvfrom`` in more Python), and it cannot keep our promises: it reads into
-a fixed 256 KiB buffer with ``recvfrom``, so it cannot tell a cut AF_UNIX
-datagram from a whole one, drops descriptors a peer passes (no
-``recvmsg``), and reports ICMP errors out of band, to ``error_received``.
+Why a reader callback and not ``loop.create_datagram_endpoint(sock=...)``
+(both tried; 64-byte UDP round trips, both ends in one loop, medians of 5,
+on a loaded 2-core VM): on plain asyncio the selector transport measured
+15,700-32,500 round trips/s (27-64 us of CPU each: it reads every datagram
+into a fresh 256 KiB buffer) against 24,700-36,300 (27-32 us) for the
+callback. On uvloop its C transport is faster in a bare prototype without
+our bookkeeping (51,800-68,900/s, 13-19 us, against 36,400-43,400/s,
+20-27 us), but it cannot keep our promises: uvloop's ``UDPTransport`` has no
+``pause_reading`` (a flood would be bounded only by dropping what was
+already read), reports receive and send errors out of band
+(``error_received``), and no transport reads AF_UNIX descriptors
+(``recvmsg``); asyncio's cannot tell a cut AF_UNIX datagram from a whole
+one either. One engine for both loops, and the uvloop round-trip target
+missed by that margin (``benchmarks/README.md``).
 
+- Reading starts with the first receive: until then datagrams (and the
+  errors ICMP brings, for a send to see) wait in the kernel, as without us.
 - Bounded: reading stops at :data:`MAX_QUEUED` datagrams or
   :data:`HIGH_WATER` bytes, and starts again at half that; the kernel then
   queues (AF_UNIX: the sender waits) or drops (UDP), as it would for a
@@ -46,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections import deque
 from typing import Any
 
@@ -60,6 +70,7 @@ from .._fdpass import (
     close_all,
     control_size,
     cut,
+    not_unix,
     take_ancillary,
     truncated,
 )
@@ -181,6 +192,8 @@ class DatagramReadAhead(DatagramCore, MessageIO):
             waiter.set_result(None)
 
     def _read_message(self) -> Entry:
+        if sys.platform == "win32":  # pragma: no cover - no AF_UNIX in CPython
+            raise not_unix(self.url)
         data, ancdata, flags, address = self._sock.recvmsg(
             self._read_size, self._ancsize, _CLOEXEC
         )
