@@ -8,7 +8,8 @@ future per datagram, and a ``sleep(0)`` per operation for anyio's checkpoint.
 Here the socket stays registered while the queue has room: a callback reads
 what comes (one datagram when a receiver waits for it, else all the kernel
 holds, up to the bound), a ``receive`` takes from the queue, and a ``send``
-calls ``sendto`` and waits only when the kernel's buffer is full.
+calls ``sendto`` and waits only when the kernel's buffer is full
+(:mod:`._datagram_send`).
 
 Why a reader callback and not ``loop.create_datagram_endpoint(sock=...)``
 (both tried; 64-byte UDP round trips, both ends in one loop, medians of 5,
@@ -59,8 +60,7 @@ import sys
 from collections import deque
 from typing import Any
 
-from .._datagram_core import DEFAULT_MAX_SIZE, TRUNC, Data, DatagramCore, check_size
-from .._endpoints import PEER
+from .._datagram_core import DEFAULT_MAX_SIZE, TRUNC, check_size
 from .._errors import DescriptorsDropped
 from .._fdpass import (
     HAS_CREDENTIALS,
@@ -76,6 +76,7 @@ from .._fdpass import (
 )
 from .._io import FIRST_PAUSE, MAX_PAUSE, SHORT_OF_MEMORY
 from .._url import URL
+from ._datagram_send import DirectSend
 from ._readahead import BUDGET, OP_COST
 
 MAX_QUEUED = 256
@@ -95,7 +96,7 @@ _AF_UNIX = getattr(socket, "AF_UNIX", None)
 Entry = tuple[Any, Any, Any]
 
 
-class DatagramReadAhead(DatagramCore, MessageIO):
+class DatagramReadAhead(DirectSend, MessageIO):
     """The queue, the reader callback and the receive and send paths.
 
     A class of :mod:`._datagram` calls :meth:`_read_ahead` when made on a
@@ -343,48 +344,6 @@ class DatagramReadAhead(DatagramCore, MessageIO):
         if error is not None:  # its descriptors were closed when it was read
             raise error
         return data, fds, credentials, flags, address
-
-    # -- sending ---------------------------------------------------------------
-
-    async def _send_to(self, data: Data, address: str | URL) -> None:
-        with self._send_conflict:
-            self._budget -= OP_COST + len(data)
-            if self._budget <= 0:
-                self._budget = BUDGET
-                await self._yield(0)
-            if self._closed:
-                raise self._closed_error()
-            entry = self._by_id.get(id(address))
-            if entry is not None and entry[0] is address:
-                target = entry[1]
-            else:
-                target = await self._target(address)
-            try:
-                if target is PEER:
-                    self._send_sock.send(data)
-                else:
-                    self._sock.sendto(data, target)
-            except OSError as exc:
-                if target is PEER:
-                    sock, fd = self._send_sock, self._send_fd
-                else:
-                    sock, fd = self._sock, self._fd
-                action = f"send_to {address}"
-                await self._send_slow(sock, fd, data, target, exc, 0, action)
-
-    async def _send(self, data: Data) -> None:
-        with self._send_conflict:
-            self._budget -= OP_COST + len(data)
-            if self._budget <= 0:
-                self._budget = BUDGET
-                await self._yield(0)
-            if self._closed:
-                raise self._closed_error()
-            try:
-                self._send_sock.send(data)
-            except OSError as exc:
-                sock, fd = self._send_sock, self._send_fd
-                await self._send_slow(sock, fd, data, PEER, exc, 0, "send")
 
     # -- closing ---------------------------------------------------------------
 
