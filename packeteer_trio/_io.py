@@ -98,19 +98,25 @@ class ConflictDetector:
     Two tasks calling ``send_all`` on one stream at the same time is a bug in
     the caller, not something to queue; trio's ABCs say it must raise
     ``BusyResourceError``. Each face passes its own exception class.
+    ``with detector:`` is the usual form; the hottest loops test and set
+    :attr:`held` inline instead (two Python calls less per operation).
     """
 
-    __slots__ = ("_error", "_held", "_message")
+    __slots__ = ("_error", "_message", "held")
 
     def __init__(self, message: str, error: type[Exception]) -> None:
         self._message = message
         self._error = error
-        self._held = False
+        self.held = False
+
+    def busy(self) -> Exception:
+        """The error for a second task in this direction."""
+        return self._error(self._message)
 
     def __enter__(self) -> None:
-        if self._held:
-            raise self._error(self._message)
-        self._held = True
+        if self.held:
+            raise self.busy()
+        self.held = True
 
     def __exit__(
         self,
@@ -118,7 +124,7 @@ class ConflictDetector:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._held = False
+        self.held = False
 
 
 class FaceHooks:
