@@ -18,6 +18,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
+from ._endpoints import StreamEndpoint
 from ._url import URL
 
 WaitFd = Callable[[int], Awaitable[None]]
@@ -214,3 +215,41 @@ class SocketAccess:
         if buflen:
             return self._sock.getsockopt(level, option, buflen)
         return self._sock.getsockopt(level, option)
+
+
+class SocketEnd(SocketAccess, FaceHooks):
+    """One end of a connected socket, whatever its loops move (bytes or
+    records): setup, ``send_eof``, the writable wait and closing."""
+
+    _fd: int
+    _did_shutdown: bool
+
+    def _init_socket(self, endpoint: StreamEndpoint) -> None:
+        assert endpoint.sock is not None
+        self._sock = endpoint.sock
+        self._fd = self._sock.fileno()
+        self._did_shutdown = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._send_conflict:
+            if self._closed:
+                raise self._closed_error()
+            await self._wait_writable(self._fd)
+
+    async def send_eof(self) -> None:
+        with self._send_conflict:
+            await self._checkpoint()
+            if self._closed:
+                raise self._closed_error()
+            if self._did_shutdown:
+                return
+            self._did_shutdown = True
+            shut_write(self._sock, self._broken)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._notify_closing(self._fd)
+            self._sock.close()
+            self._run_on_close()
+        await self._checkpoint()
