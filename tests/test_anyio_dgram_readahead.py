@@ -63,11 +63,11 @@ def _url(kind: str, tmp_path: Path) -> str:
     return f"local://{tmp_path}/d-{random.randrange(1 << 30)}.sock?behaviour=datagram"
 
 
-async def _pair(url: str) -> tuple[pa.DatagramSocket, pa.DatagramChannel]:
+async def _pair(url: str) -> tuple[pa.OSDatagramSocket, pa.OSDatagramChannel]:
     server = await pa.open_datagram(url)
-    assert isinstance(server, pa.DatagramSocket)
+    assert isinstance(server, pa.OSDatagramSocket)
     client = await pa.connect_datagram(server.url)
-    assert isinstance(client, pa.DatagramChannel)
+    assert isinstance(client, pa.OSDatagramChannel)
     return server, client
 
 
@@ -91,7 +91,9 @@ async def _until_stalled(progress: Callable[[], int]) -> int:
     return stalled_at
 
 
-async def _start_reading(server: pa.DatagramSocket, client: pa.DatagramChannel) -> URL:
+async def _start_reading(
+    server: pa.OSDatagramSocket, client: pa.OSDatagramChannel
+) -> URL:
     """The client's address as the server sees it; read-ahead has begun."""
     await client.send(b"start")
     data, sender = await server.receive()
@@ -433,11 +435,11 @@ async def test_credentials_with_their_datagram(
     credentials for receive_with_credentials."""
     url = f"local://{tmp_path}/c.sock?behaviour=datagram&passcred=1"
     server = await pa.open_datagram(url)
-    assert isinstance(server, pa.DatagramSocket)
+    assert isinstance(server, pa.OSDatagramSocket)
     if sys.platform == "win32":  # pragma: no cover - linux_only skips first
         pytest.skip("Linux only")
     client = await pa.connect_datagram(server.url)
-    assert isinstance(client, pa.DatagramChannel)
+    assert isinstance(client, pa.OSDatagramChannel)
     async with server, client:
         await _start_reading(server, client)
         await client.send(b"who")

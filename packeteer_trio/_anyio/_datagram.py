@@ -1,16 +1,17 @@
 """The anyio face of datagrams: unreliable object streams over datagram sockets.
 
-:class:`DatagramSocket` (bound, from ``open_datagram``) carries
-``(bytes, URL)`` items, :class:`DatagramChannel` (from ``connect_datagram``)
-carries ``bytes``. On an asyncio loop with ``add_reader`` (the selector
-loop, uvloop) the loop reads ahead into a bounded queue
-(:mod:`._datagram_readahead`); under trio and on loops without it (Windows'
-proactor) the loops are the trio face's, from :mod:`.._datagram_io`, with
-anyio's waits bound in: the checkpoint sandwich (cancellation never arrives
-after a datagram left or was taken from the kernel). Either way a datagram
-that does not fit ``max_size`` is reported and never silently cut, and
-destination URLs become sockaddrs through the scheme's ``lookup``/``resolve``,
-cached per socket. anyio's own datagram sockets
+:class:`OSDatagramSocket` (bound, from ``open_datagram``) carries
+``(bytes, URL)`` items, :class:`OSDatagramChannel` (from ``connect_datagram``)
+carries ``bytes``: the descriptor-backed implementations of
+:mod:`._abc`'s :class:`DatagramSocket` and :class:`DatagramChannel`. On an
+asyncio loop with ``add_reader`` (the selector loop, uvloop) the loop reads
+ahead into a bounded queue (:mod:`._datagram_readahead`); under trio and on
+loops without it (Windows' proactor) the loops are the trio face's, from
+:mod:`.._datagram_io`, with anyio's waits bound in: the checkpoint sandwich
+(cancellation never arrives after a datagram left or was taken from the
+kernel). Either way a datagram that does not fit ``max_size`` is reported
+and never silently cut, and destination URLs become sockaddrs through the
+scheme's ``lookup``/``resolve``, cached per socket. anyio's own datagram sockets
 would not do: they carry ``(host, port)`` tuples, cut AF_UNIX datagrams at
 64 KiB and, on asyncio, drop datagrams beyond a queue of 100.
 
@@ -35,10 +36,11 @@ from .._datagram_io import BoundDatagramIO, ConnectedDatagramIO
 from .._endpoints import DatagramEndpoint, PacketEndpoint
 from .._packet_core import PacketIO
 from .._url import URL
+from ._abc import DatagramChannel, DatagramSocket
 from ._backend import ANYIO, PacketeerAttribute, current_backend, socket_attributes
 from ._datagram_readahead import DatagramReadAhead
 
-__all__ = ["DEFAULT_MAX_SIZE", "DatagramChannel", "DatagramSocket", "PacketChannel"]
+__all__ = ["DEFAULT_MAX_SIZE", "OSDatagramChannel", "OSDatagramSocket", "PacketChannel"]
 
 
 class _AnyioDatagram(DatagramReadAhead):
@@ -63,12 +65,7 @@ Packet = tuple[bytes, URL]
 
 
 @final
-class DatagramSocket(
-    _AnyioDatagram,
-    BoundDatagramIO,
-    BoundFdIO,
-    anyio.abc.UnreliableObjectStream[Packet],
-):
+class OSDatagramSocket(_AnyioDatagram, BoundDatagramIO, BoundFdIO, DatagramSocket):
     """A bound, unconnected datagram socket: items are ``(data, address)``.
 
     ``receive()`` returns ``(data, sender)`` with *sender* a URL that can be
@@ -127,11 +124,8 @@ class DatagramSocket(
 
 
 @final
-class DatagramChannel(
-    _AnyioDatagram,
-    ConnectedDatagramIO,
-    ConnectedFdIO,
-    anyio.abc.UnreliableObjectStream[bytes],
+class OSDatagramChannel(
+    _AnyioDatagram, ConnectedDatagramIO, ConnectedFdIO, DatagramChannel
 ):
     """A connected datagram socket: ``send(data)``/``receive()``, one datagram each.
 

@@ -77,7 +77,7 @@ from .._fdpass import (
 from .._io import FIRST_PAUSE, MAX_PAUSE, SHORT_OF_MEMORY
 from .._url import URL
 from ._datagram_send import DirectSend
-from ._readahead import BUDGET, OP_COST
+from ._readahead import BUDGET, OP_COST, yield_now
 
 MAX_QUEUED = 256
 HIGH_WATER = 256 * 1024
@@ -110,7 +110,6 @@ class DatagramReadAhead(DirectSend, MessageIO):
         self._queue = deque()
         self._queued_bytes = 0
         self._loop = asyncio.get_running_loop()
-        self._yield = asyncio.sleep  # anyio's checkpoint on asyncio: sleep(0)
         self._budget = BUDGET
         self._reading = False
         self._paused: asyncio.TimerHandle | None = None
@@ -230,7 +229,7 @@ class DatagramReadAhead(DirectSend, MessageIO):
             self._budget -= OP_COST + (len(head) if head is not None else 0)
             if self._budget <= 0:
                 self._budget = BUDGET
-                await self._yield(0)
+                await yield_now()
         else:
             if not (self._reading or self._paused or self._closed):
                 self._start_reading()

@@ -14,29 +14,25 @@ A send is cancelled only before its datagram left.
 from __future__ import annotations
 
 import socket
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._datagram_core import Data, DatagramCore
 from .._endpoints import PEER
 from .._url import URL
-from ._readahead import BUDGET, OP_COST
+from ._readahead import BUDGET, OP_COST, yield_now
 
 
 class DirectSend(DatagramCore):
     """``send_to`` and ``send`` without the checkpoint pair."""
 
-    # Set by the read-ahead socket: its budget, and asyncio.sleep (anyio's
-    # checkpoint on asyncio is sleep(0)).
-    _budget: int
-    _yield: Callable[[float], Awaitable[None]]
+    _budget: int  # the read-ahead socket's (:mod:`._datagram_readahead`)
 
     async def _send_to(self, data: Data, address: str | URL) -> None:
         with self._send_conflict:
             self._budget -= OP_COST + len(data)
             if self._budget <= 0:
                 self._budget = BUDGET
-                await self._yield(0)
+                await yield_now()
             if self._closed:
                 raise self._closed_error()
             entry = self._by_id.get(id(address))
@@ -63,7 +59,7 @@ class DirectSend(DatagramCore):
             self._budget -= OP_COST + len(data)
             if self._budget <= 0:
                 self._budget = BUDGET
-                await self._yield(0)
+                await yield_now()
             if self._closed:
                 raise self._closed_error()
             try:
@@ -85,7 +81,7 @@ class DirectSend(DatagramCore):
         # loop, say, draining an AF_UNIX peer's queue of 10), which costs
         # less than registering for writability, then the shared slow path.
         if isinstance(exc, BlockingIOError):
-            await self._yield(0)
+            await yield_now()
             if self._closed:
                 raise self._closed_error()
             try:
