@@ -234,8 +234,9 @@ def _contender(
     name, options = BACKENDS[backend]
 
     def contender() -> float:
-        options_ = {"backend": name, "backend_options": options}
-        result: float = anyio.run(fn, opener, work, **options_)
+        result: float = anyio.run(
+            fn, opener, work, backend=name, backend_options=options
+        )
         return result
 
     return contender
