@@ -36,6 +36,7 @@ import packeteer_trio as pt
 import packeteer_trio._anyio._datagram
 import packeteer_trio._anyio._inproc
 import packeteer_trio._anyio._listener
+import packeteer_trio._anyio._pipe_readahead
 import packeteer_trio._anyio._selecting
 import packeteer_trio._anyio._stream
 import packeteer_trio._anyio._transport
@@ -64,6 +65,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._anyio._stream,
     packeteer_trio._anyio._selecting,
     packeteer_trio._anyio._transport,
+    packeteer_trio._anyio._pipe_readahead,
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,
     packeteer_trio._anyio._seqpacket,
@@ -181,6 +183,7 @@ def test_the_walk_finds_both_faces() -> None:
         "ReadAheadSocketStream",
         "ReadAheadUNIXSocketStream",
         "TransportSocketStream",
+        "ReadAheadPipeStream",
         "SeqpacketChannel",
         "SeqpacketStream",
         "URLConnectable",
