@@ -312,7 +312,8 @@ async def test_one_way_ends_and_eof(tmp_path: Path, anyio_backend: Any) -> None:
 @pytest.fixture
 def sigpipes() -> Iterator[list[int]]:
     """Every SIGPIPE this process gets while the test runs."""
-    assert sys.platform != "win32"  # (the module is skipped there)
+    if sys.platform == "win32":  # (the module is skipped there)
+        pytest.skip("Windows has no SIGPIPE")
     caught: list[int] = []
     previous = signal.signal(
         signal.SIGPIPE, lambda number, frame: caught.append(number)
@@ -327,8 +328,9 @@ async def test_a_vanished_reader_is_a_broken_stream(
     tmp_path: Path, anyio_backend: Any, sigpipes: list[int]
 ) -> None:
     """The reader leaves, before a send and while one waits on a full pipe:
-    BrokenResourceError naming the URL, never a death by SIGPIPE (the kernel
-    still raises it for a pipe; Python's handler only records it here)."""
+    BrokenResourceError naming the URL, also with a SIGPIPE handler
+    installed (the kernel raises SIGPIPE for a pipe; the write still fails
+    with EPIPE, which is what we report)."""
     async with _ends("fifo", tmp_path) as (writer, reader):
         await writer.send(b"x")
         assert await reader.receive() == b"x"
@@ -346,7 +348,6 @@ async def test_a_vanished_reader_is_a_broken_stream(
             await anyio.sleep(0.1)  # the pipe is full: the send waits
             with anyio.fail_after(10):
                 await reader.aclose()
-    assert all(number == signal.SIGPIPE for number in sigpipes)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -430,7 +431,8 @@ async def test_descriptors_closed_once(
 async def test_a_shared_pipe_keeps_its_blocking_mode(anyio_backend: Any) -> None:
     """fd:// on a pipe another copy of which someone else uses: read ahead
     while open, and the copy is blocking again once we closed ours."""
-    assert sys.platform != "win32"  # (the module is skipped there)
+    if sys.platform == "win32":  # (the module is skipped there)
+        pytest.skip("Windows pipes have no blocking mode to share")
     read_fd, write_fd = os.pipe()  # blocking, as a parent would hand it over
     copy = os.dup(read_fd)
     try:
