@@ -4,24 +4,31 @@
 loop with ``add_reader`` (the POSIX selector loop, uvloop). The buffer,
 ``receive`` and the checkpoint budget are :mod:`._readahead`'s, shared with
 the socket streams; this module is their engine on one or two pipe
-descriptors: a reader callback that ``os.read``\\ s whenever the loop sees
+descriptors: a reader callback calling ``os.read`` whenever the loop sees
 the read end readable (while the buffer is under its high-water mark), and
-``send`` that ``os.write``\\ s straight to the kernel and waits (one
+a ``send`` calling ``os.write`` straight away, which waits (one
 ``add_writer`` per wait) only while the pipe is full.
 
-Why this engine, measured (``python -m benchmarks anyio_pipes``, the
-"anyio pipes" section of ``benchmarks/README.md``): the lean loops of
-:mod:`.._fdio` on anyio's waits pay ``add_reader`` + ``remove_reader`` + a
-future on every wait, which is every receive of a round trip: 5x slower than
-asyncio's own pipe streams on the same loop. asyncio's own
-``connect_read_pipe``/``connect_write_pipe`` transports behind a stream
-(what asyncio's ``StreamReader`` uses) fall to a third of this engine's
-bulk speed on the selector loop (a callback, a ``bytes`` copy into the
-reader's buffer and a wake-up per chunk), and on round trips gain nothing a
-reader callback does not also get; the transport owns the descriptor's
-``close`` and sets ``O_NONBLOCK`` itself, which ``fd://`` hands back as it
-found it. Bulk flow goes past the callback, as for sockets: once chunks
-come big, ``receive`` reads in the caller's task.
+Checkpoints and cancellation are the socket streams' (see
+:mod:`._readahead`): an operation that did not wait yields once its
+stream's budget (:data:`._readahead.BUDGET`, :data:`._readahead.OP_COST`)
+is spent, before anything moves; bytes read from the pipe stay buffered
+for the next ``receive``; a ``send`` is cancelled only before its first
+byte left, or while it waits for the pipe to take the rest. A ``send``
+that finds the pipe full yields once and tries again before it waits.
+
+Why this engine, measured (``python -m benchmarks anyio_pipes``; the
+"anyio pipes on asyncio and uvloop" section of ``benchmarks/README.md``):
+the lean loops of :mod:`.._fdio` on anyio's waits pay ``add_reader`` +
+``remove_reader`` + a future on every wait, which is every receive of a
+round trip; this engine does 4.3-4.8x their round trips and 1.8-2.0x their
+bulk, on asyncio and uvloop. The read side on ``connect_read_pipe``'s
+transport instead (``data_received`` into the same buffer, tried in a
+scratch engine) was 5 % faster on uvloop round trips but 20 % slower in
+bulk there, and 35 % slower in bulk on asyncio; and a transport owns the
+descriptor (uvloop closes it itself) and sets ``O_NONBLOCK`` on it. Bulk
+flow goes past the callback, as for sockets: once chunks come big,
+``receive`` reads in the caller's task.
 
 Kept from :class:`._stream.PipeStream`: a one-way end raises
 ClosedResourceError on its missing side; ``send_eof`` closes the write end;
