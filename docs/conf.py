@@ -161,6 +161,8 @@ _NO_SIGNATURE = {
     "packeteer_trio.anyio_compat.Listener",
     "packeteer_trio.anyio_compat.DatagramSocket",
     "packeteer_trio.anyio_compat.DatagramChannel",
+    "packeteer_trio.anyio_compat.OSDatagramSocket",
+    "packeteer_trio.anyio_compat.OSDatagramChannel",
     "packeteer_trio.anyio_compat.PacketChannel",
     "packeteer_trio.anyio_compat.SeqpacketStream",
     "packeteer_trio.anyio_compat.Stream",

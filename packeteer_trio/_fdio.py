@@ -35,9 +35,8 @@ from ._io import (
     Face,
     FaceHooks,
     FdHolder,
-    SocketAccess,
+    SocketEnd,
     WaitFd,
-    shut_write,
 )
 from ._url import URL
 
@@ -66,14 +65,8 @@ def max_bytes_or_default(max_bytes: int | None) -> int:
     return max_bytes
 
 
-class SocketIO(SocketAccess, FaceHooks):
-    """send_all / receive_some / send_eof / close over a connected socket."""
-
-    def _init_socket(self, endpoint: StreamEndpoint) -> None:
-        assert endpoint.sock is not None
-        self._sock = endpoint.sock
-        self._fd = self._sock.fileno()
-        self._did_shutdown = False
+class SocketIO(SocketEnd):
+    """send_all / receive_some over a connected socket (send_eof, close: SocketEnd)."""
 
     async def send_all(self, data: Data) -> None:
         with self._send_conflict:
@@ -111,22 +104,6 @@ class SocketIO(SocketAccess, FaceHooks):
                     continue
                 if sent >= total:
                     return
-
-    async def wait_send_all_might_not_block(self) -> None:
-        with self._send_conflict:
-            if self._closed:
-                raise self._closed_error()
-            await self._wait_writable(self._fd)
-
-    async def send_eof(self) -> None:
-        with self._send_conflict:
-            await self._checkpoint()
-            if self._closed:
-                raise self._closed_error()
-            if self._did_shutdown:
-                return
-            self._did_shutdown = True
-            shut_write(self._sock, self._broken)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         with self._receive_conflict:
@@ -169,14 +146,6 @@ class SocketIO(SocketAccess, FaceHooks):
             if not waited:
                 await self._cancel_shielded_checkpoint()
             return count
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._notify_closing(self._fd)
-            self._sock.close()
-            self._run_on_close()
-        await self._checkpoint()
 
 
 class PipeIO(FaceHooks):

@@ -32,7 +32,7 @@ from ._fdpass import (
     too_many,
     truncated,
 )
-from ._io import FIRST_PAUSE, SHORT_OF_MEMORY, shut_write
+from ._io import FIRST_PAUSE, SHORT_OF_MEMORY, SocketEnd
 
 # Records up to this size need no max_size (the kernel's default send buffer,
 # ~208 KiB on Linux, is the usual bound on one record).
@@ -41,8 +41,9 @@ _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 Data = bytes | bytearray | memoryview
 
 
-class SeqpacketIO(MessageIO):
-    """send / receive of whole records, descriptors with them, EOF, close.
+class SeqpacketIO(MessageIO, SocketEnd):
+    """send / receive of whole records, descriptors with them (``send_eof``:
+    no more records from this end; it and closing are :class:`SocketEnd`'s).
 
     A face sets ``_end_of_channel`` (``trio.EndOfChannel``,
     ``anyio.EndOfStream``): what ``receive`` raises at end of file.
@@ -52,10 +53,7 @@ class SeqpacketIO(MessageIO):
     _end_of_channel: type[Exception]
 
     def _init_seqpacket(self, endpoint: StreamEndpoint) -> None:
-        assert endpoint.sock is not None
-        self._sock = endpoint.sock
-        self._fd = self._sock.fileno()
-        self._did_shutdown = False
+        self._init_socket(endpoint)
         self._rest = b""  # what receive_some has not handed out yet
 
     async def _send_record(self, data: Data) -> None:
@@ -155,31 +153,6 @@ class SeqpacketIO(MessageIO):
         if not data and not fds:
             raise self._end_of_channel
         return data, fds
-
-    async def send_eof(self) -> None:
-        """No more records from this end: the peer's receive sees end of file."""
-        with self._send_conflict:
-            await self._checkpoint()
-            if self._closed:
-                raise self._closed_error()
-            if self._did_shutdown:
-                return
-            self._did_shutdown = True
-            shut_write(self._sock, self._broken)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        with self._send_conflict:
-            if self._closed:
-                raise self._closed_error()
-            await self._wait_writable(self._fd)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._notify_closing(self._fd)
-            self._sock.close()
-            self._run_on_close()
-        await self._checkpoint()
 
     # -- the byte-stream view (trio's Stream) ------------------------------
 

@@ -50,16 +50,16 @@ import anyio.lowlevel
 
 import packeteer_trio._open as _open
 
-from ._anyio._abc import Stream
+from ._anyio._abc import DatagramChannel, DatagramSocket, Listener, Stream
 from ._anyio._backend import PacketeerAttribute
-from ._anyio._datagram import DatagramChannel, DatagramSocket, PacketChannel
+from ._anyio._datagram import OSDatagramChannel, OSDatagramSocket, PacketChannel
 from ._anyio._inproc import (
     InprocDatagramChannel,
     InprocDatagramSocket,
     InprocListener,
     InprocStream,
 )
-from ._anyio._listener import Listener
+from ._anyio._listener import OSListener
 from ._anyio._seqpacket import SeqpacketStream
 from ._anyio._stream import wrap_stream
 from ._endpoints import PacketEndpoint
@@ -74,6 +74,8 @@ __all__ = [
     "InprocListener",
     "InprocStream",
     "Listener",
+    "OSDatagramChannel",
+    "OSDatagramSocket",
     "PacketChannel",
     "PacketeerAttribute",
     "SeqpacketStream",
@@ -103,9 +105,7 @@ async def connect(url: str | URL) -> Stream:
     return await wrap_stream(endpoint)
 
 
-async def listen(
-    url: str | URL, *, backlog: int | None = None
-) -> Listener | InprocListener:
+async def listen(url: str | URL, *, backlog: int | None = None) -> Listener:
     """Listen on *url*; the listener's ``url`` is the bound address.
 
     *backlog* None asks for the most the OS allows; larger than 65535 is
@@ -117,7 +117,7 @@ async def listen(
     if isinstance(endpoint, InprocListenerEnd):
         return InprocListener(endpoint)
     try:
-        return Listener(endpoint)
+        return OSListener(endpoint)
     except BaseException:
         endpoint.close()
         raise
@@ -129,9 +129,7 @@ async def serve(
     *,
     backlog: int | None = None,
     task_group: anyio.abc.TaskGroup | None = None,
-    task_status: anyio.abc.TaskStatus[
-        list[Listener | InprocListener]
-    ] = anyio.TASK_STATUS_IGNORED,
+    task_status: anyio.abc.TaskStatus[list[Listener]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on *url* and run ``handler(stream)`` for every connection.
 
@@ -146,7 +144,7 @@ async def serve(
         await listener.serve(handler, task_group)
 
 
-async def open_datagram(url: str | URL) -> DatagramSocket | InprocDatagramSocket:
+async def open_datagram(url: str | URL) -> DatagramSocket:
     """Bind a datagram socket at *url* (port 0 = ephemeral; see ``sock.url``).
 
     An :class:`anyio.abc.UnreliableObjectStream` of ``(bytes, URL)``:
@@ -158,7 +156,7 @@ async def open_datagram(url: str | URL) -> DatagramSocket | InprocDatagramSocket
     if isinstance(endpoint, InprocDatagramEnd):
         return InprocDatagramSocket(endpoint)
     try:
-        return DatagramSocket(endpoint)
+        return OSDatagramSocket(endpoint)
     except BaseException:
         endpoint.close()
         raise
@@ -174,7 +172,7 @@ async def connect_datagram(
 
 async def connect_datagram(
     url: str | URL, *, local: str | URL | None = None
-) -> DatagramChannel | PacketChannel | InprocDatagramChannel:
+) -> DatagramChannel | PacketChannel:
     """A connected datagram socket to *url*; *local* binds our end first.
 
     An :class:`anyio.abc.UnreliableObjectStream` of ``bytes``, one datagram
@@ -194,7 +192,7 @@ async def connect_datagram(
     try:
         if isinstance(endpoint, PacketEndpoint):
             return PacketChannel(endpoint)
-        return DatagramChannel(endpoint)
+        return OSDatagramChannel(endpoint)
     except BaseException:
         endpoint.close()
         raise

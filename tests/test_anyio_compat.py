@@ -18,6 +18,7 @@ import pytest
 
 import packeteer_trio as pt
 from packeteer_trio import anyio_compat as pa
+from packeteer_trio._anyio._listener import OSListener
 from packeteer_trio.anyio_compat import PacketeerAttribute
 from packeteer_trio.schemes._listener import SocketListenerEndpoint
 
@@ -258,7 +259,7 @@ async def test_listener_waits_on_every_socket() -> None:
         sock.setblocking(False)
         socks.append(sock)
     url = pt.URL.parse(f"tcp4://127.0.0.1:{socks[0].getsockname()[1]}")
-    async with pa.Listener(SocketListenerEndpoint(socks, url)) as listener:
+    async with OSListener(SocketListenerEndpoint(socks, url)) as listener:
         assert listener.sockets == socks
         for sock in reversed(socks):
             port = sock.getsockname()[1]

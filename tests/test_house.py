@@ -13,6 +13,7 @@ import inspect
 import subprocess
 import sys
 import textwrap
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import trio
 
 import packeteer_trio as pt
 from packeteer_trio import _registry, anyio_compat
+from packeteer_trio import anyio_compat as pa
 from packeteer_trio._trio import _face
 from packeteer_trio.scheduler import Events
 
@@ -255,11 +257,35 @@ def test_public_concrete_classes_are_final() -> None:
 
 def test_the_types_the_verbs_promise_are_abstract() -> None:
     abstract: list[type] = [pt.Stream, pt.Listener, pt.DatagramSocket]
-    abstract.append(pt.DatagramChannel)
+    abstract += [pt.DatagramChannel, pa.Stream, pa.Listener, pa.DatagramSocket]
+    abstract.append(pa.DatagramChannel)
     for cls in abstract:
         assert inspect.isabstract(cls), cls
         with pytest.raises(TypeError):
             cls()
+
+
+def test_each_anyio_verb_promises_one_type_for_every_scheme() -> None:
+    """inproc:// and descriptor-backed objects share the abstract type (the
+    verbs' annotations say that type, not a union)."""
+    pairs = {
+        pa.Listener: (pa.InprocListener,),
+        pa.DatagramSocket: (pa.OSDatagramSocket, pa.InprocDatagramSocket),
+        pa.DatagramChannel: (pa.OSDatagramChannel, pa.InprocDatagramChannel),
+        pa.Stream: (pa.InprocStream, pa.SeqpacketStream),
+    }
+    for base, classes in pairs.items():
+        for cls in classes:
+            assert issubclass(cls, base), (cls, base)
+    hints = {
+        verb: typing.get_type_hints(verb)["return"]
+        for verb in (pa.listen, pa.open_datagram, pa.connect)
+    }
+    assert hints == {
+        pa.listen: pa.Listener,
+        pa.open_datagram: pa.DatagramSocket,
+        pa.connect: pa.Stream,
+    }
 
 
 def test_adapters_hold_what_they_adapt() -> None:

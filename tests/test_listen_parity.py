@@ -27,6 +27,7 @@ import packeteer_trio as pt
 from packeteer_trio import URL, _registry
 from packeteer_trio import anyio_compat as pa
 from packeteer_trio._accept import IGNORABLE_ACCEPT_ERRNOS
+from packeteer_trio._anyio._listener import OSListener as AnyioOSListener
 from packeteer_trio._api import serve_listeners
 from packeteer_trio._endpoints import ListenerEndpoint, StreamEndpoint, WaitFd
 from packeteer_trio._trio._listener import OSListener
@@ -269,7 +270,10 @@ async def test_anyio_serve_drops_failed_accepts_of_any_endpoint() -> None:
             await stream.send(await stream.receive())
 
     with anyio.fail_after(5):
-        async with pa.Listener(endpoint) as listener, anyio.create_task_group() as tg:
+        async with (
+            AnyioOSListener(endpoint) as listener,
+            anyio.create_task_group() as tg,
+        ):
             tg.start_soon(listener.serve, echo)
             async with await pa.connect(listener.url) as client:
                 await client.send(b"any endpoint")

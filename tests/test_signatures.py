@@ -33,6 +33,7 @@ import trio
 import trio.abc
 
 import packeteer_trio as pt
+import packeteer_trio._anyio._abc
 import packeteer_trio._anyio._datagram
 import packeteer_trio._anyio._inproc
 import packeteer_trio._anyio._listener
@@ -62,6 +63,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._trio._wrapped,
     packeteer_trio._trio._inproc,
     packeteer_trio.anyio_compat,
+    packeteer_trio._anyio._abc,
     packeteer_trio._anyio._stream,
     packeteer_trio._anyio._selecting,
     packeteer_trio._anyio._transport,
@@ -192,7 +194,11 @@ def test_the_walk_finds_both_faces() -> None:
     # Both faces' datagram and packet classes, both Listener classes.
     modules = {(cls.__module__, cls.__qualname__) for cls in CLASSES}
     for name in (
+        "DatagramSocket",
         "DatagramChannel",
+        "OSDatagramSocket",
+        "OSDatagramChannel",
+        "OSListener",
         "PacketChannel",
         "Listener",
         "PipeStream",

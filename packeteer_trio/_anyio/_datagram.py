@@ -1,8 +1,10 @@
 """The anyio face of datagrams: unreliable object streams over datagram sockets.
 
-:class:`DatagramSocket` (bound, from ``open_datagram``) carries
-``(bytes, URL)`` items, :class:`DatagramChannel` (from ``connect_datagram``)
-carries ``bytes``. The loops are the trio face's, from
+:class:`OSDatagramSocket` (bound, from ``open_datagram``) carries
+``(bytes, URL)`` items, :class:`OSDatagramChannel` (from ``connect_datagram``)
+carries ``bytes``: the descriptor-backed implementations of
+:mod:`._abc`'s :class:`DatagramSocket` and :class:`DatagramChannel`.
+The loops are the trio face's, from
 :mod:`.._datagram_io`, with anyio's waits bound in: the checkpoint
 sandwich (cancellation never arrives after a datagram left or was taken from
 the kernel), a datagram that does not fit ``max_size`` is reported and never
@@ -32,9 +34,10 @@ from .._datagram_io import BoundDatagramIO, ConnectedDatagramIO
 from .._endpoints import DatagramEndpoint, PacketEndpoint
 from .._packet_core import PacketIO
 from .._url import URL
+from ._abc import DatagramChannel, DatagramSocket
 from ._backend import PacketeerAttribute, current_backend, socket_attributes
 
-__all__ = ["DEFAULT_MAX_SIZE", "DatagramChannel", "DatagramSocket", "PacketChannel"]
+__all__ = ["DEFAULT_MAX_SIZE", "OSDatagramChannel", "OSDatagramSocket", "PacketChannel"]
 
 
 class _AnyioDatagram(DatagramCore):
@@ -55,12 +58,7 @@ Packet = tuple[bytes, URL]
 
 
 @final
-class DatagramSocket(
-    BoundDatagramIO,
-    BoundFdIO,
-    _AnyioDatagram,
-    anyio.abc.UnreliableObjectStream[Packet],
-):
+class OSDatagramSocket(BoundDatagramIO, BoundFdIO, _AnyioDatagram, DatagramSocket):
     """A bound, unconnected datagram socket: items are ``(data, address)``.
 
     ``receive()`` returns ``(data, sender)`` with *sender* a URL that can be
@@ -87,11 +85,8 @@ class DatagramSocket(
 
 
 @final
-class DatagramChannel(
-    ConnectedDatagramIO,
-    ConnectedFdIO,
-    _AnyioDatagram,
-    anyio.abc.UnreliableObjectStream[bytes],
+class OSDatagramChannel(
+    ConnectedDatagramIO, ConnectedFdIO, _AnyioDatagram, DatagramChannel
 ):
     """A connected datagram socket: ``send(data)``/``receive()``, one datagram each.
 

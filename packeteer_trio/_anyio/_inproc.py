@@ -29,7 +29,7 @@ from .._inproc_io import (
     no_descriptor,
 )
 from .._url import URL
-from ._abc import Stream
+from ._abc import DatagramChannel, DatagramSocket, Listener, Stream
 from ._backend import Backend, PacketeerAttribute, current_backend
 
 
@@ -64,7 +64,7 @@ class InprocStream(InprocStreamIO, Stream):
 
 
 @final
-class InprocListener(InprocListenerIO, anyio.abc.Listener[Stream]):
+class InprocListener(InprocListenerIO, Listener):
     """Accepts :class:`InprocStream` connections on ``inproc://NAME``."""
 
     def __init__(self, end: InprocListenerEnd) -> None:
@@ -106,7 +106,7 @@ Packet = tuple[bytes, URL]
 
 
 @final
-class InprocDatagramSocket(InprocBoundIO, anyio.abc.UnreliableObjectStream[Packet]):
+class InprocDatagramSocket(InprocBoundIO, DatagramSocket):
     """A named inproc datagram end: items are ``(data, address)``, as for
     :class:`.DatagramSocket`; a full receiver makes senders wait."""
 
@@ -130,7 +130,7 @@ class InprocDatagramSocket(InprocBoundIO, anyio.abc.UnreliableObjectStream[Packe
 
 
 @final
-class InprocDatagramChannel(InprocConnectedIO, anyio.abc.UnreliableObjectStream[bytes]):
+class InprocDatagramChannel(InprocConnectedIO, DatagramChannel):
     """A datagram channel to one inproc name: ``send(data)``/``receive()``."""
 
     def __init__(self, end: InprocDatagramEnd) -> None:

@@ -23,13 +23,13 @@ from .._accept import (
 )
 from .._endpoints import ListenerEndpoint
 from .._fdio import ListenerIO
-from ._abc import Stream
+from ._abc import Listener, Stream
 from ._backend import PacketeerAttribute, current_backend, socket_attributes
 from ._stream import wrap_stream
 
 
 @final
-class Listener(ListenerIO, anyio.abc.Listener[Stream]):
+class OSListener(ListenerIO, Listener):
     """Accepts byte streams on a URL; ``url`` is the bound address.
 
     Socket listeners provide :class:`anyio.abc.SocketAttribute`'s ``family``,

@@ -55,7 +55,14 @@ from .._endpoints import StreamEndpoint
 from .._io import FIRST_PAUSE, SHORT_OF_MEMORY, FdHolder
 from ._abc import Stream
 from ._backend import Backend, PacketeerAttribute
-from ._readahead import BUDGET, OP_COST, READ_SIZE, STREAMING, ReadAheadBuffer
+from ._readahead import (
+    BUDGET,
+    OP_COST,
+    READ_SIZE,
+    STREAMING,
+    ReadAheadBuffer,
+    yield_now,
+)
 
 _BYTES_TYPES = (bytes, bytearray)
 
@@ -90,7 +97,6 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
         self._bind(backend)
         self._conflicts(backend, "sending to", "receiving from")
         self._loop = asyncio.get_running_loop()
-        self._yield = asyncio.sleep
         self._budget = BUDGET
         self._chunks = deque()
         self._offset = 0
@@ -198,12 +204,16 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
     # -- sending ---------------------------------------------------------------
 
     async def send(self, item: bytes) -> None:
-        with self._send_conflict:
+        conflict = self._send_conflict  # inline: see ConflictDetector
+        if conflict.held:
+            raise conflict.busy()
+        conflict.held = True
+        try:
             # The schedule point, before anything moves.
             self._budget -= OP_COST + len(item)
             if self._budget <= 0:
                 self._budget = BUDGET
-                await self._yield(0)
+                await yield_now()
             writer = self._writer
             if writer is None or writer.closed:  # (closed by send_eof, aclose)
                 raise self._one_way_error("sending")
@@ -220,6 +230,8 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
                 sent = 0
             if sent < len(data):
                 await self._send_rest(writer.fd, data, sent)
+        finally:
+            conflict.held = False
 
     async def _send_rest(self, fd: int, data: Any, sent: int) -> None:
         with memoryview(data) as view:
@@ -229,7 +241,7 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
             # fall into step, each finding the pipe full (or empty) and
             # waiting on the loop every time: half the speed.
             self._budget = BUDGET
-            await self._yield(0)
+            await yield_now()
             if self._closed:  # by another task: *fd* may be someone else's now
                 raise self._closed_error()
             pause = FIRST_PAUSE
@@ -260,7 +272,7 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
 
     async def send_eof(self) -> None:
         with self._send_conflict:
-            await self._yield(0)
+            await yield_now()
             if self._closed:
                 raise self._closed_error()
             writer = self._writer
@@ -284,7 +296,7 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
                         holder.close()
             finally:
                 self._run_on_close()
-        await self._yield(0)
+        await yield_now()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:

@@ -32,6 +32,7 @@ from ._readahead import (
     STREAMING,
     ReadAheadBuffer,
     close_fd,
+    yield_now,
 )
 
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -82,8 +83,11 @@ class _Selecting(ReadAheadBuffer):
                 return
 
     def _read_now(self, size: int) -> bytes | None:
+        # A plain recv, also on AF_UNIX: the buffer is empty and receive()
+        # takes all of what this returns, so descriptors that came with it
+        # are closed either way (the kernel closes them for recv).
         try:
-            data = self._recv(size)
+            data = self._sock.recv(size)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
@@ -105,12 +109,16 @@ class _Selecting(ReadAheadBuffer):
             waiter.set_result(None)
 
     async def send(self, item: bytes) -> None:
-        with self._send_conflict:
+        conflict = self._send_conflict  # inline: see ConflictDetector
+        if conflict.held:
+            raise conflict.busy()
+        conflict.held = True
+        try:
             # The schedule point, before anything moves.
             self._budget -= OP_COST + len(item)
             if self._budget <= 0:
                 self._budget = BUDGET
-                await self._yield(0)
+                await yield_now()
             if self._closed or self._did_shutdown:
                 raise self._closed_error()
             data: Any = item
@@ -126,6 +134,8 @@ class _Selecting(ReadAheadBuffer):
                 sent = 0
             if sent < len(data):
                 await self._send_rest(data, sent)
+        finally:
+            conflict.held = False
 
     async def _send_rest(self, data: Any, sent: int) -> None:
         with memoryview(data) as view:
@@ -160,7 +170,7 @@ class _Selecting(ReadAheadBuffer):
             self._close_buffer()
             self._sock.close()
             self._run_on_close()
-        await self._yield(0)
+        await yield_now()
 
 
 def _no_af_unix(url: URL) -> PacketeerError:
@@ -202,7 +212,7 @@ class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream, Stream):
         filenos = [fd if isinstance(fd, int) else fd.fileno() for fd in fds]
         ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", filenos))]
         with self._send_conflict:
-            await self._yield(0)
+            await yield_now()
             if self._closed or self._did_shutdown:
                 raise self._closed_error()
             with memoryview(message) as view:
@@ -229,7 +239,7 @@ class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream, Stream):
             raise ValueError("maxfds must be a positive integer")
         with self._receive_conflict:
             if self._chunks and not self._closed:
-                await self._yield(0)
+                await yield_now()
             else:
                 await self._wait_for_data()
             # The descriptors that came with the next bytes are ours: taken

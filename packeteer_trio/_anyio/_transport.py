@@ -27,7 +27,7 @@ import anyio.abc
 from .._endpoints import StreamEndpoint
 from ._abc import Stream
 from ._backend import Backend
-from ._readahead import BUDGET, OP_COST, ReadAheadBuffer
+from ._readahead import BUDGET, OP_COST, ReadAheadBuffer, yield_now
 
 _NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 
@@ -110,12 +110,16 @@ class TransportSocketStream(ReadAheadBuffer, anyio.abc.SocketStream, Stream):
         return self._broken_exception(f"{self.url}: the connection is gone")
 
     async def send(self, item: bytes) -> None:
-        with self._send_conflict:
+        conflict = self._send_conflict  # inline: see ConflictDetector
+        if conflict.held:
+            raise conflict.busy()
+        conflict.held = True
+        try:
             # The schedule point, before anything moves.
             self._budget -= OP_COST + len(item)
             if self._budget <= 0:
                 self._budget = BUDGET
-                await self._yield(0)
+                await yield_now()
             if self._closed or self._did_shutdown:
                 raise self._closed_error()
             if self._gone:
@@ -143,10 +147,12 @@ class TransportSocketStream(ReadAheadBuffer, anyio.abc.SocketStream, Stream):
                     raise self._closed_error()
                 if self._gone:
                     raise self._gone_error()
+        finally:
+            conflict.held = False
 
     async def send_eof(self) -> None:
         with self._send_conflict:
-            await self._yield(0)
+            await yield_now()
             if self._closed:
                 raise self._closed_error()
             if self._did_shutdown or self._gone:
@@ -159,4 +165,4 @@ class TransportSocketStream(ReadAheadBuffer, anyio.abc.SocketStream, Stream):
             self._close_buffer()
             self._transport.abort()  # closes the socket on the next loop turn
             self._run_on_close()
-        await self._yield(0)
+        await yield_now()

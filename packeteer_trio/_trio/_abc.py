@@ -16,7 +16,7 @@ and PacketeerError for an object whose readiness no descriptor shows.
 from __future__ import annotations
 
 import socket
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -26,6 +26,29 @@ from .._buffer import Buffer
 from .._url import URL
 
 Data = bytes | bytearray | memoryview
+
+
+class _OverASocket(ABC):
+    """What a datagram type over one socket lets its user reach."""
+
+    __slots__ = ()
+
+    @property
+    @abstractmethod
+    def socket(self) -> socket.socket:
+        """The underlying (non-blocking) socket. Don't close it behind our back."""
+
+    @abstractmethod
+    def fileno(self) -> int: ...
+
+    @abstractmethod
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None: ...
+
+    @abstractmethod
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes: ...
+
+    @abstractmethod
+    def _scheduler_fds(self) -> tuple[int | None, int | None]: ...
 
 
 class Stream(trio.abc.HalfCloseableStream):
@@ -107,7 +130,7 @@ class Listener(trio.abc.Listener[Stream]):
     def _scheduler_fds(self) -> tuple[int | None, int | None]: ...
 
 
-class DatagramSocket(trio.abc.AsyncResource):
+class DatagramSocket(trio.abc.AsyncResource, _OverASocket):
     """A bound, unconnected datagram socket from :func:`open_datagram`.
 
     ``url`` is the bound address (``udp4://127.0.0.1:40123``): what other
@@ -147,25 +170,8 @@ class DatagramSocket(trio.abc.AsyncResource):
         say) is raised by the next receive, so nothing taken is lost.
         """
 
-    @property
-    @abstractmethod
-    def socket(self) -> socket.socket:
-        """The underlying (non-blocking) socket. Don't close it behind our back."""
 
-    @abstractmethod
-    def fileno(self) -> int: ...
-
-    @abstractmethod
-    def setsockopt(self, level: int, option: int, value: int | bytes) -> None: ...
-
-    @abstractmethod
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes: ...
-
-    @abstractmethod
-    def _scheduler_fds(self) -> tuple[int | None, int | None]: ...
-
-
-class DatagramChannel(trio.abc.Channel[bytes]):
+class DatagramChannel(trio.abc.Channel[bytes], _OverASocket):
     """A connected datagram socket from :func:`connect_datagram`.
 
     ``send``/``receive`` move one datagram each; ``url`` is the peer. A peer
@@ -196,20 +202,3 @@ class DatagramChannel(trio.abc.Channel[bytes]):
     @abstractmethod
     def peer_address(self) -> URL:
         """The peer's address as a URL."""
-
-    @property
-    @abstractmethod
-    def socket(self) -> socket.socket:
-        """The underlying (non-blocking) socket. Don't close it behind our back."""
-
-    @abstractmethod
-    def fileno(self) -> int: ...
-
-    @abstractmethod
-    def setsockopt(self, level: int, option: int, value: int | bytes) -> None: ...
-
-    @abstractmethod
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes: ...
-
-    @abstractmethod
-    def _scheduler_fds(self) -> tuple[int | None, int | None]: ...

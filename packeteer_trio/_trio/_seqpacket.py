@@ -10,9 +10,9 @@ import trio
 from .._endpoints import StreamEndpoint
 from .._sendfile import copy_file
 from .._seqpacket_io import Data, SeqpacketIO
-from .._sockinfo import peer_credentials, socket_url
 from .._url import URL
 from ._abc import Stream
+from ._connected import ConnectedSocket
 from ._face import TRIO
 
 # What send_file puts in one record.
@@ -20,7 +20,7 @@ RECORD = 64 * 1024
 
 
 @final
-class SeqpacketChannel(SeqpacketIO, Stream, trio.abc.Channel[bytes]):
+class SeqpacketChannel(SeqpacketIO, ConnectedSocket, Stream, trio.abc.Channel[bytes]):
     """A connected SOCK_SEQPACKET socket: ``send(record)``/``receive()``.
 
     A :class:`trio.abc.Channel` of ``bytes``, one record each, whole:
@@ -85,23 +85,3 @@ class SeqpacketChannel(SeqpacketIO, Stream, trio.abc.Channel[bytes]):
             return await self._receive_one(None)
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    @property
-    def local_address(self) -> URL:
-        return socket_url(self._sock, peer=False)
-
-    @property
-    def peer_address(self) -> URL:
-        return socket_url(self._sock, peer=True)
-
-    def peer_credentials(self) -> tuple[int, int, int]:
-        """``(pid, uid, gid)`` of the peer process."""
-        return peer_credentials(self._sock, self.url)
-
-    def _scheduler_fds(self) -> tuple[int | None, int | None]:
-        if self._closed:
-            raise self._closed_error()
-        return self._fd, self._fd

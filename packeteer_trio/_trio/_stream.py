@@ -17,9 +17,9 @@ from .._fdio import DEFAULT_RECEIVE_SIZE, PipeIO, SocketIO
 from .._fdpass import StreamFdPassing
 from .._io import FaceHooks, FdHolder
 from .._sendfile import SENDFILE_TO_PIPES, SendFileIO, fd_writer, socket_writer
-from .._sockinfo import peer_credentials, socket_url
 from .._url import URL
 from ._abc import Stream
+from ._connected import ConnectedSocket
 from ._face import TRIO
 from ._seqpacket import SeqpacketChannel
 
@@ -41,7 +41,7 @@ def _start(stream: FaceHooks, endpoint: StreamEndpoint) -> None:
 
 
 @final
-class SocketStream(SocketIO, StreamFdPassing, SendFileIO, Stream):
+class SocketStream(SocketIO, ConnectedSocket, StreamFdPassing, SendFileIO, Stream):
     """A stream over a connected socket (tcp, tcp4, tcp6, local).
 
     On ``local://`` it passes descriptors too: ``send_fds(message, fds)``,
@@ -59,23 +59,6 @@ class SocketStream(SocketIO, StreamFdPassing, SendFileIO, Stream):
         if self._closed or self._did_shutdown:
             raise self._closed_error()
         return self._fd, socket_writer(self._sock)
-
-    @property
-    def local_address(self) -> URL:
-        return socket_url(self._sock, peer=False)
-
-    @property
-    def peer_address(self) -> URL:
-        return socket_url(self._sock, peer=True)
-
-    def peer_credentials(self) -> tuple[int, int, int]:
-        """``(pid, uid, gid)`` of the peer process (local:// only)."""
-        return peer_credentials(self._sock, self.url)
-
-    def _scheduler_fds(self) -> tuple[int | None, int | None]:
-        if self._closed:
-            raise self._closed_error()
-        return self._fd, self._fd
 
 
 @final
