@@ -21,6 +21,7 @@ MODULES = [
     "pipes",
     "datagrams",
     "anyio_layer",
+    "anyio_pipes",
     "relay",
     "sendfile",
     "scheduler",
