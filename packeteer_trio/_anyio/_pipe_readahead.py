@@ -43,11 +43,9 @@ Only FIFOs and sockets come here: a regular file or a character device
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 import sys
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
@@ -90,27 +88,7 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
     """
 
     def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
-        # ReadAheadBuffer's state, set here: its __init__ takes a socket.
-        self.url = endpoint.url
-        self._on_close = endpoint.on_close
-        self._closed = False
-        self._bind(backend)
-        self._conflicts(backend, "sending to", "receiving from")
-        self._loop = asyncio.get_running_loop()
-        self._budget = BUDGET
-        self._chunks = deque()
-        self._offset = 0
-        self._buffered = 0
-        self._fd_marks = deque()  # stays empty: pipes pass no descriptors
-        self._read_total = 0
-        self._taken_total = 0
-        self._eof = False
-        self._error = None
-        self._did_shutdown = False
-        self._receiver = None
-        self._sender = None
-        self._reading = False  # reading ahead starts with the first receive
-        self._streaming = False
+        self._init_buffer(endpoint, backend)  # _fd_marks stays empty: no fds
         read_fd, write_fd = endpoint.read_fd, endpoint.write_fd
         self._reader = None if read_fd is None else FdHolder(read_fd)
         self._writer = None if write_fd is None else FdHolder(write_fd)
