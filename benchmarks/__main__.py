@@ -22,6 +22,7 @@ MODULES = [
     "datagrams",
     "anyio_layer",
     "anyio_datagrams",
+    "anyio_pipes",
     "relay",
     "sendfile",
     "scheduler",

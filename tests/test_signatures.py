@@ -37,6 +37,7 @@ import packeteer_trio._anyio._abc
 import packeteer_trio._anyio._datagram
 import packeteer_trio._anyio._inproc
 import packeteer_trio._anyio._listener
+import packeteer_trio._anyio._pipe_readahead
 import packeteer_trio._anyio._selecting
 import packeteer_trio._anyio._stream
 import packeteer_trio._anyio._transport
@@ -66,6 +67,7 @@ FACE_MODULES: list[ModuleType] = [
     packeteer_trio._anyio._stream,
     packeteer_trio._anyio._selecting,
     packeteer_trio._anyio._transport,
+    packeteer_trio._anyio._pipe_readahead,
     packeteer_trio._anyio._datagram,
     packeteer_trio._anyio._listener,
     packeteer_trio._anyio._seqpacket,
@@ -183,6 +185,7 @@ def test_the_walk_finds_both_faces() -> None:
         "ReadAheadSocketStream",
         "ReadAheadUNIXSocketStream",
         "TransportSocketStream",
+        "ReadAheadPipeStream",
         "SeqpacketChannel",
         "SeqpacketStream",
         "URLConnectable",

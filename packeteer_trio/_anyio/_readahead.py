@@ -89,13 +89,17 @@ class ReadAheadBuffer(FaceHooks):
     def __init__(self, endpoint: StreamEndpoint, backend: Backend) -> None:
         sock = endpoint.sock
         assert sock is not None
+        self._init_buffer(endpoint, backend)
+        self._sock = sock
+        self._fd = sock.fileno()
+
+    def _init_buffer(self, endpoint: StreamEndpoint, backend: Backend) -> None:
+        """The state of every engine's stream (the socket's is __init__'s)."""
         self.url = endpoint.url
         self._on_close = endpoint.on_close
         self._closed = False
         self._bind(backend)
         self._conflicts(backend, "sending to", "receiving from")
-        self._sock = sock
-        self._fd = sock.fileno()
         self._loop = asyncio.get_running_loop()
         self._budget = BUDGET
         self._chunks: deque[bytes] = deque()

@@ -11,10 +11,12 @@ Which class moves the bytes depends on the backend (measured, see the
   ``from_socket`` from the socket the scheme connected, behind a thin shell
   that adds the URL (and, for AF_UNIX, descriptor passing from
   :mod:`.._fdpass`);
-- sockets under trio, and pipes everywhere: the lean loops of
-  :mod:`.._fdio` (shared with the trio face) with anyio's waits bound in,
-  keeping trio's checkpoint sandwich: cancellation never arrives after bytes
-  left the kernel.
+- pipes and FIFOs under asyncio with ``add_reader``: the read-ahead pipe
+  stream of :mod:`._pipe_readahead`;
+- sockets under trio, and other pipes (trio; Windows; files and terminals
+  behind ``fd://``): the lean loops of :mod:`.._fdio` (shared with the trio
+  face) with anyio's waits bound in, keeping trio's checkpoint sandwich:
+  cancellation never arrives after bytes left the kernel.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .._io import FaceHooks
 from .._url import URL
 from ._abc import Stream
 from ._backend import ANYIO, Backend, PacketeerAttribute, current_backend
+from ._pipe_readahead import ReadAheadPipeStream, suits
 from ._selecting import ReadAheadSocketStream, ReadAheadUNIXSocketStream
 from ._seqpacket import SeqpacketStream
 from ._transport import TransportSocketStream
@@ -234,6 +237,8 @@ async def wrap_stream(endpoint: StreamEndpoint) -> Stream:
                 "so far; use packeteer_trio.connect()/listen() from trio"
             )
         if sock is None:
+            if backend is ANYIO and suits(endpoint):
+                return ReadAheadPipeStream(endpoint, backend)
             return PipeStream(endpoint, backend)
         if sock.type == getattr(socket, "SOCK_SEQPACKET", -1):
             return SeqpacketStream(endpoint, backend)
