@@ -21,6 +21,7 @@ MODULES = [
     "pipes",
     "datagrams",
     "anyio_layer",
+    "anyio_datagrams",
     "anyio_pipes",
     "relay",
     "sendfile",
