@@ -174,11 +174,6 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
         self._received(data)
         return None
 
-    def _writable(self) -> None:
-        waiter = self._sender
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     # -- sending ---------------------------------------------------------------
 
     async def send(self, item: bytes) -> None:
@@ -234,19 +229,6 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
                 if sent >= len(view):
                     return
                 await self._until_writable(fd)
-
-    async def _until_writable(self, fd: int) -> None:
-        self._budget = BUDGET
-        self._sender = waiter = self._loop.create_future()
-        self._loop.add_writer(fd, self._writable)
-        try:
-            await waiter
-        finally:
-            self._sender = None
-            if not self._closed:
-                self._loop.remove_writer(fd)
-        if self._closed:
-            raise self._closed_error()
 
     async def send_eof(self) -> None:
         with self._send_conflict:

@@ -153,6 +153,27 @@ class ReadAheadBuffer(FaceHooks):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
+    # -- sending: the wait for room (the engines send) -----------------------
+
+    def _writable(self) -> None:
+        waiter = self._sender
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _until_writable(self, fd: int) -> None:
+        """Wait until the loop finds *fd* writable; registered only meanwhile."""
+        self._budget = BUDGET
+        self._sender = waiter = self._loop.create_future()
+        self._loop.add_writer(fd, self._writable)
+        try:
+            await waiter
+        finally:
+            self._sender = None
+            if not self._closed:
+                self._loop.remove_writer(fd)
+        if self._closed:
+            raise self._closed_error()
+
     # -- receiving -------------------------------------------------------------
 
     async def receive(self, max_bytes: int = 65536) -> bytes:

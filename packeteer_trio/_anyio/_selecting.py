@@ -103,11 +103,6 @@ class _Selecting(ReadAheadBuffer):
         self._received(data)
         return None
 
-    def _writable(self) -> None:
-        waiter = self._sender
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     async def send(self, item: bytes) -> None:
         conflict = self._send_conflict  # inline: see ConflictDetector
         if conflict.held:
@@ -140,7 +135,7 @@ class _Selecting(ReadAheadBuffer):
     async def _send_rest(self, data: Any, sent: int) -> None:
         with memoryview(data) as view:
             while sent < len(view):
-                await self._until_writable()
+                await self._until_writable(self._fd)
                 try:
                     sent += self._sock.send(view[sent:], _NOSIGNAL)
                 except BlockingIOError:
@@ -149,19 +144,6 @@ class _Selecting(ReadAheadBuffer):
                     if exc.errno not in SHORT_OF_MEMORY:
                         raise self._broken(exc) from exc
                     await self._sleep(0.001)
-
-    async def _until_writable(self) -> None:
-        self._budget = BUDGET
-        self._sender = waiter = self._loop.create_future()
-        self._loop.add_writer(self._fd, self._writable)
-        try:
-            await waiter
-        finally:
-            self._sender = None
-            if not self._closed:
-                self._loop.remove_writer(self._fd)
-        if self._closed:
-            raise self._closed_error()
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -221,7 +203,7 @@ class ReadAheadUNIXSocketStream(_Selecting, anyio.abc.UNIXSocketStream, Stream):
                     try:
                         sent += self._sock.sendmsg([view[sent:]], ancdata, _NOSIGNAL)
                     except BlockingIOError:
-                        await self._until_writable()
+                        await self._until_writable(self._fd)
                         continue
                     except OSError as exc:
                         if exc.errno not in SHORT_OF_MEMORY:
