@@ -26,6 +26,7 @@ import anyio.abc
 from packeteer_trio import anyio_compat as pa
 
 from ._common import Config, Row, Timer, measure, rows_from, temp_dir, temp_path
+from .anyio_layer import backends_here, contender
 
 ROUND_TRIPS = 10_000
 BURST = 50_000
@@ -53,12 +54,6 @@ class Pair:
 
 
 OpenPair = Callable[[], AbstractAsyncContextManager[Pair]]
-
-BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
-    "asyncio": ("asyncio", {}),
-    "uvloop": ("asyncio", {"use_uvloop": True}),
-    "trio": ("trio", {}),
-}
 
 
 async def _close(*resources: anyio.abc.AsyncResource) -> None:
@@ -166,26 +161,6 @@ async def burst(open_pair: OpenPair, total: int) -> float:
     return received / timer.seconds
 
 
-def _contender(
-    backend: str, fn: Callable[[OpenPair, int], Any], pair: OpenPair, work: int
-) -> Callable[[], float]:
-    name, options = BACKENDS[backend]
-
-    def contender() -> float:
-        result: float = anyio.run(fn, pair, work, backend=name, backend_options=options)
-        return result
-
-    return contender
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _target(backend: str, fn: Callable[..., Any]) -> float:
     """Issue 22's, as for streams: round trips at 1.1x anyio's own on
     asyncio and 2x on uvloop; bursts, and all on trio, at least even."""
@@ -198,7 +173,7 @@ def run(config: Config) -> list[Row]:
     rows: list[Row] = []
     count = config.work(ROUND_TRIPS, 100)
     total = config.work(BURST, 10 * WINDOW)
-    backends = [name for name in BACKENDS if name != "uvloop" or _has_uvloop()]
+    backends = backends_here()
     with temp_dir() as directory:
         for backend in backends:
             socket_file = temp_path(directory, "ours.sock")
@@ -216,8 +191,8 @@ def run(config: Config) -> list[Row]:
                     results = measure(
                         config,
                         {
-                            label: _contender(backend, fn, our_pair, work),
-                            peer: _contender(backend, fn, their_pair, work),
+                            label: contender(backend, fn, our_pair, work),
+                            peer: contender(backend, fn, their_pair, work),
                         },
                         label=f"{backend} {scheme} {what}",
                     )

@@ -140,24 +140,29 @@ async def ping_pong(open_duplex: OpenDuplex, count: int) -> float:
     return count / timer.seconds
 
 
-def _contender(
-    backend: str, fn: Callable[[OpenDuplex, int], Any], pair: OpenDuplex, work: int
+def contender(
+    backend: str, fn: Callable[..., Any], opener: Any, work: int
 ) -> Callable[[], float]:
+    """One round of ``fn(opener, work)`` in a fresh ``anyio.run`` on *backend*
+    (shared by the anyio benchmark modules)."""
     name, options = BACKENDS[backend]
 
-    def contender() -> float:
-        result: float = anyio.run(fn, pair, work, backend=name, backend_options=options)
+    def run_once() -> float:
+        result: float = anyio.run(
+            fn, opener, work, backend=name, backend_options=options
+        )
         return result
 
-    return contender
+    return run_once
 
 
-def _has_uvloop() -> bool:
+def backends_here() -> list[str]:
+    """The names in BACKENDS this machine can run (uvloop is optional)."""
     try:
         import uvloop  # noqa: F401
     except ImportError:
-        return False
-    return True
+        return [name for name in BACKENDS if name != "uvloop"]
+    return list(BACKENDS)
 
 
 def _target(backend: str, fn: Callable[..., Any]) -> float:
@@ -172,7 +177,7 @@ def run(config: Config) -> list[Row]:
     rows: list[Row] = []
     total = config.work(BULK_BYTES // CHUNK, 16) * CHUNK
     count = config.work(ROUND_TRIPS, 100)
-    backends = [name for name in BACKENDS if name != "uvloop" or _has_uvloop()]
+    backends = backends_here()
     with temp_dir() as directory:
         for backend in backends:
             pairs = {
@@ -192,8 +197,8 @@ def run(config: Config) -> list[Row]:
                     results = measure(
                         config,
                         {
-                            label: _contender(backend, fn, our_pair, work),
-                            peer: _contender(backend, fn, their_pair, work),
+                            label: contender(backend, fn, our_pair, work),
+                            peer: contender(backend, fn, their_pair, work),
                         },
                         label=f"{backend} {scheme} {what}",
                     )

@@ -31,7 +31,7 @@ from packeteer_trio._anyio._stream import PipeStream
 from packeteer_trio._endpoints import StreamEndpoint
 
 from ._common import Config, Row, measure, rows_from, temp_dir, temp_path
-from .anyio_layer import BACKENDS, _has_uvloop, bulk, ping_pong
+from .anyio_layer import backends_here, bulk, contender, ping_pong
 
 assert sys.platform != "win32", "POSIX only: FIFOs, and pipes on the anyio face"
 
@@ -228,20 +228,6 @@ def two_way(make: Make) -> Callable[[], AbstractAsyncContextManager[Duplex]]:
     return open_duplex
 
 
-def _contender(
-    backend: str, fn: Callable[..., Any], opener: Any, work: int
-) -> Callable[[], float]:
-    name, options = BACKENDS[backend]
-
-    def contender() -> float:
-        result: float = anyio.run(
-            fn, opener, work, backend=name, backend_options=options
-        )
-        return result
-
-    return contender
-
-
 # Issue 22's, for pipes: round trips at 1.1x the lean loops on asyncio, 2x on
 # uvloop; bulk at least even.
 _TARGETS = {("asyncio", "rt"): 1.10, ("uvloop", "rt"): 2.0}
@@ -251,7 +237,7 @@ def run(config: Config) -> list[Row]:
     rows: list[Row] = []
     total = config.work(BULK_BYTES // 65536, 16) * 65536
     count = config.work(ROUND_TRIPS, 100)
-    backends = [name for name in BACKENDS if name != "uvloop" or _has_uvloop()]
+    backends = backends_here()
     with temp_dir() as directory:
         for backend in backends:
             for scheme in ("anon", "fifo"):
@@ -269,9 +255,9 @@ def run(config: Config) -> list[Row]:
                     (ping_pong, two_way, count, "64-byte round trips", "rt/s", "rt"),
                 ):
                     mine = wrap(ours(scheme, directory))
-                    contenders = {label: _contender(backend, fn, mine, work)}
+                    contenders = {label: contender(backend, fn, mine, work)}
                     for peer, make in peers.items():
-                        contenders[peer] = _contender(backend, fn, wrap(make), work)
+                        contenders[peer] = contender(backend, fn, wrap(make), work)
                     results = measure(
                         config, contenders, label=f"{backend} {scheme} {what}"
                     )
