@@ -271,7 +271,11 @@ class DatagramReadAhead(DirectSend, MessageIO):
         return data
 
     async def _receive_from(self, max_size: int | None) -> tuple[bytes, URL]:
-        with self._receive_conflict:
+        conflict = self._receive_conflict  # inline: see ConflictDetector
+        if conflict.held:
+            raise conflict.busy()
+        conflict.held = True
+        try:
             size = check_size(max_size)
             entry = await self._next(size)
             data, address, extra = entry
@@ -279,6 +283,8 @@ class DatagramReadAhead(DirectSend, MessageIO):
                 raise self._error(extra, "receive_from", size=size) from extra
             sender = self._senders.get(address) or self._new_sender(address)
             return self._plain(entry, size, sender), sender
+        finally:
+            conflict.held = False
 
     async def _receive_many(
         self, max_count: int, max_size: int | None
@@ -314,12 +320,18 @@ class DatagramReadAhead(DirectSend, MessageIO):
             return result
 
     async def _receive(self, max_size: int | None) -> bytes:
-        with self._receive_conflict:
+        conflict = self._receive_conflict  # inline: see ConflictDetector
+        if conflict.held:
+            raise conflict.busy()
+        conflict.held = True
+        try:
             size = check_size(max_size)
             entry = await self._next(size)
             if entry[0] is None:
                 raise self._error(entry[2], "receive", size=size) from entry[2]
             return self._plain(entry, size, self.url)
+        finally:
+            conflict.held = False
 
     async def _recvmsg(
         self, size: int, ancsize: int, *, drop_fds: bool = False

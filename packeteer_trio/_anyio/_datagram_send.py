@@ -28,7 +28,11 @@ class DirectSend(DatagramCore):
     _budget: int  # the read-ahead socket's (:mod:`._datagram_readahead`)
 
     async def _send_to(self, data: Data, address: str | URL) -> None:
-        with self._send_conflict:
+        conflict = self._send_conflict  # inline: see ConflictDetector
+        if conflict.held:
+            raise conflict.busy()
+        conflict.held = True
+        try:
             self._budget -= OP_COST + len(data)
             if self._budget <= 0:
                 self._budget = BUDGET
@@ -53,9 +57,15 @@ class DirectSend(DatagramCore):
                 await self._send_again(
                     sock, fd, data, target, exc, f"send_to {address}"
                 )
+        finally:
+            conflict.held = False
 
     async def _send(self, data: Data) -> None:
-        with self._send_conflict:
+        conflict = self._send_conflict  # inline: see ConflictDetector
+        if conflict.held:
+            raise conflict.busy()
+        conflict.held = True
+        try:
             self._budget -= OP_COST + len(data)
             if self._budget <= 0:
                 self._budget = BUDGET
@@ -67,6 +77,8 @@ class DirectSend(DatagramCore):
             except OSError as exc:
                 sock, fd = self._send_sock, self._send_fd
                 await self._send_again(sock, fd, data, PEER, exc, "send")
+        finally:
+            conflict.held = False
 
     async def _send_again(
         self,
