@@ -19,6 +19,7 @@ import gc
 import os
 import socket
 import sys
+from typing import Any
 
 import pytest
 import trio
@@ -149,6 +150,19 @@ def has_ipv6_loopback() -> bool:
 needs_ipv6 = pytest.mark.skipif(
     not has_ipv6_loopback(), reason="this host has no IPv6 loopback (::1)"
 )
+# anyio's backends for tests that run on all of them (uvloop where installed):
+# ``@pytest.fixture(params=ANYIO_BACKENDS) def anyio_backend(request): ...``.
+ANYIO_BACKENDS: list[Any] = [
+    pytest.param("asyncio", id="asyncio"),
+    pytest.param("trio", id="trio"),
+]
+try:
+    import uvloop  # noqa: F401
+except ImportError:  # pragma: no cover - not on Windows
+    pass
+else:
+    ANYIO_BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
+
 linux_only = pytest.mark.linux_only(reason="abstract socket names are Linux-only")
 posix_only = pytest.mark.posix_only(reason="POSIX-only transport (local://, fifo://)")
 

@@ -22,7 +22,7 @@ from packeteer_trio._anyio._listener import OSListener
 from packeteer_trio.anyio_compat import PacketeerAttribute
 from packeteer_trio.schemes._listener import SocketListenerEndpoint
 
-from .conftest import open_fds
+from .conftest import ANYIO_BACKENDS, open_fds
 
 
 def has_ipv6_loopback() -> bool:
@@ -45,19 +45,8 @@ anyio_pipes = pytest.mark.posix_only(
 )
 pytestmark = pytest.mark.anyio
 
-_BACKENDS: list[Any] = [
-    pytest.param("asyncio", id="asyncio"),
-    pytest.param("trio", id="trio"),
-]
-try:
-    import uvloop  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
-else:
-    _BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
-
-@pytest.fixture(scope="module", params=_BACKENDS)
+@pytest.fixture(scope="module", params=ANYIO_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 

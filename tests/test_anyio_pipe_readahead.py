@@ -30,7 +30,7 @@ from packeteer_trio._anyio._pipe_readahead import ReadAheadPipeStream
 from packeteer_trio._anyio._readahead import BUDGET, HIGH_WATER, OP_COST, READ_SIZE
 from packeteer_trio._anyio._stream import PipeStream
 
-from .conftest import open_fds
+from .conftest import ANYIO_BACKENDS, open_fds
 
 pytestmark = [
     pytest.mark.anyio,
@@ -39,19 +39,8 @@ pytestmark = [
     ),
 ]
 
-_BACKENDS: list[Any] = [
-    pytest.param("asyncio", id="asyncio"),
-    pytest.param("trio", id="trio"),
-]
-try:
-    import uvloop  # noqa: F401
-except ImportError:  # pragma: no cover - not on Windows
-    pass
-else:
-    _BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
-
-@pytest.fixture(scope="module", params=_BACKENDS)
+@pytest.fixture(scope="module", params=ANYIO_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 

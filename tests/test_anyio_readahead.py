@@ -32,23 +32,12 @@ from packeteer_trio._anyio._readahead import (
     ReadAheadBuffer,
 )
 
-from .conftest import open_fds, posix_only
+from .conftest import ANYIO_BACKENDS, open_fds, posix_only
 
 pytestmark = pytest.mark.anyio
 
-_BACKENDS: list[Any] = [
-    pytest.param("asyncio", id="asyncio"),
-    pytest.param("trio", id="trio"),
-]
-try:
-    import uvloop  # noqa: F401
-except ImportError:  # pragma: no cover - not on Windows
-    pass
-else:
-    _BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
-
-@pytest.fixture(scope="module", params=_BACKENDS)
+@pytest.fixture(scope="module", params=ANYIO_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 

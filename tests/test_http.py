@@ -35,24 +35,20 @@ from packeteer_trio import http
 from packeteer_trio.http import _stream, _transport
 
 from ._http_server import BIG, H11Server, Hypercorn, summary
-from .conftest import WINDOWS, linux_only, needs_ipv6, open_fds, posix_only
+from .conftest import (
+    ANYIO_BACKENDS,
+    WINDOWS,
+    linux_only,
+    needs_ipv6,
+    open_fds,
+    posix_only,
+)
 from .test_signatures import compare
 
 pytestmark = pytest.mark.anyio
 
-_BACKENDS: list[Any] = [
-    pytest.param("asyncio", id="asyncio"),
-    pytest.param("trio", id="trio"),
-]
-try:
-    import uvloop  # noqa: F401
-except ImportError:  # pragma: no cover - Windows
-    pass
-else:
-    _BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
-
-@pytest.fixture(params=_BACKENDS)
+@pytest.fixture(params=ANYIO_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 

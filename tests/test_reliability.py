@@ -43,7 +43,7 @@ import packeteer_trio as pt
 from packeteer_trio import anyio_compat as pa
 from packeteer_trio._trio._listener import OSListener
 
-from .conftest import NoReaderLoop, has_ipv6_loopback, open_fds
+from .conftest import ANYIO_BACKENDS, NoReaderLoop, has_ipv6_loopback, open_fds
 
 LINUX = sys.platform.startswith("linux")
 needs_af_unix = pytest.mark.posix_only(reason="local:// (AF_UNIX) is POSIX-only")
@@ -296,17 +296,6 @@ def _figure(
 
 
 # --- the anyio face ----------------------------------------------------------
-
-ANYIO_BACKENDS: list[Any] = [
-    pytest.param("asyncio", id="asyncio"),
-    pytest.param("trio", id="trio"),
-]
-try:
-    import uvloop  # noqa: F401
-except ImportError:  # pragma: no cover - not on Windows
-    pass
-else:
-    ANYIO_BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
 
 @pytest.fixture(params=ANYIO_BACKENDS)
