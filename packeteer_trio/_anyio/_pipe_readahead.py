@@ -96,6 +96,9 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
         self._eof_needs_hangup = endpoint.eof_needs_hangup
         self._saw_zero = False
 
+    def _closing_with_unread_bytes(self) -> None:
+        pass  # a pipe's reader going away tells the writer nothing more
+
     def _one_way_error(self, side: str) -> Exception:
         if self._closed:
             return self._closed_error()
@@ -246,10 +249,7 @@ class ReadAheadPipeStream(ReadAheadBuffer, Stream):
             self._stop_reading()
             if self._sender is not None and self._writer is not None:
                 self._loop.remove_writer(self._writer.fd)
-            self._closed = True
-            self._wake()  # a waiting task raises ClosedResourceError
-            self._chunks.clear()
-            self._buffered = 0
+            self._close_buffer()  # closed, waiters woken, the buffer dropped
             try:
                 for holder in (self._reader, self._writer):
                     if holder is not None:

@@ -278,22 +278,25 @@ class ReadAheadBuffer(FaceHooks):
     def _close_buffer(self) -> None:
         """aclose's first half: closed, waiters woken, the buffer dropped."""
         self._closed = True
-        if self._buffered and self._sock.family != _AF_UNIX:
-            # Bytes the peer sent that nobody received: the kernel resets a
-            # TCP connection closed with unread data; so do we for the bytes
-            # we read ahead (SO_LINGER 0: an RST, not a FIN).
-            try:
-                self._sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET
-                )
-            except OSError:
-                pass
+        if self._buffered:
+            self._closing_with_unread_bytes()
         self._wake()  # a waiting task raises ClosedResourceError
         self._chunks.clear()
         self._buffered = 0
         while self._fd_marks:
             for fd in self._fd_marks.popleft()[1]:
                 close_fd(fd)
+
+    def _closing_with_unread_bytes(self) -> None:
+        # Bytes the peer sent that nobody received: the kernel resets a TCP
+        # connection closed with unread data; so do we for the bytes we read
+        # ahead (SO_LINGER 0: an RST, not a FIN). AF_UNIX has no such thing.
+        if self._sock.family == _AF_UNIX:
+            return
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
 
     @property
     def _raw_socket(self) -> socket.socket:
